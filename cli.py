@@ -1,0 +1,210 @@
+"""``probe``: run checks on demand (before a holiday, after a change) and report.
+
+Imports stay inside functions so that ``probe --help`` starts in a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+
+if TYPE_CHECKING:
+    from config.models import ProbeConfig
+    from engine.result import CheckResult
+
+T = TypeVar("T")
+UNKNOWN = 3  # Nagios: bad arguments, config errors, internal failure
+
+EPILOG = """\
+exit codes (Nagios): 0 all up, 1 degraded or warning, 2 down, 3 config/usage/internal error
+config file: --config PATH, else $PROBE_CONFIG, else /etc/hotline-probe/config.yaml
+`probe demo` runs the checks against built-in loopback simulators (see `probe demo --help`)
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # argparse exits 2, which Nagios reads as CRITICAL; a usage error is UNKNOWN.
+        self.print_usage(sys.stderr)
+        self.exit(UNKNOWN, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="probe",
+        description="Check the Haining 12345 platform's integration links and hosts now.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("names", nargs="*", metavar="NAME", help="checks to run")
+    what = parser.add_mutually_exclusive_group()
+    what.add_argument("--all", action="store_true", help="run every configured check")
+    what.add_argument("--list", action="store_true", help="list the configured checks")
+    what.add_argument("--check-config", action="store_true", help="validate the config and exit")
+    parser.add_argument("-c", "--config", metavar="PATH", help="config file")
+    parser.add_argument(
+        "--format", choices=("table", "json", "nagios"), default="table", help="output format"
+    )
+    parser.add_argument(
+        "--json", action="store_const", const="json", dest="format", help="same as --format json"
+    )
+    parser.add_argument(
+        "--events",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="JSON events on stderr; auto: on unless a table goes to a terminal",
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        metavar="N",
+        help="checks run at once (default: the config's, 200)",
+    )
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args_list = sys.argv[1:] if argv is None else argv
+    try:
+        if args_list[:1] == ["demo"]:
+            from simulator.demo import main as demo_main
+
+            return demo_main(args_list[1:])
+        return _main(args_list)
+    except KeyboardInterrupt:
+        print("probe: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # the last line of defence: a message, never a traceback
+        if os.environ.get("PROBE_DEBUG"):
+            raise
+        print(
+            f"probe: internal error: {type(exc).__name__}: {exc} "
+            "(set PROBE_DEBUG=1 for a traceback)",
+            file=sys.stderr,
+        )
+        return UNKNOWN
+
+
+def _main(argv: list[str]) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        from importlib.metadata import version
+
+        print(f"hotline-probe {version('hotline-probe')}")
+        return 0
+    if not (args.all or args.list or args.check_config or args.names):
+        parser.error("say what to run: --all, NAME..., --list or --check-config")
+    if args.names and (args.all or args.list or args.check_config):
+        parser.error("give check names or --all/--list/--check-config, not both")
+    if args.concurrency is not None and args.concurrency < 1:
+        parser.error("--concurrency must be at least 1")
+
+    from config.load import ConfigError, find_config, load_config
+
+    path = find_config(args.config)
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        print(f"probe: {exc}", file=sys.stderr)
+        return UNKNOWN
+    if args.check_config:
+        kinds = sorted({c.kind for c in config.checks})
+        print(f"{path}: OK, {len(config.checks)} checks ({', '.join(kinds)})")
+        return 0
+    if args.list:
+        _print_list(config)
+        return 0
+    known = {c.name for c in config.checks}
+    unknown = [n for n in args.names if n not in known]
+    if unknown:
+        print(
+            f"probe: unknown check {', '.join(unknown)}; known: {', '.join(sorted(known))}",
+            file=sys.stderr,
+        )
+        return UNKNOWN
+    events = args.events == "on" or (
+        args.events == "auto" and not (args.format == "table" and sys.stderr.isatty())
+    )
+    results = run(config, names=args.names or None, concurrency=args.concurrency, events=events)
+    print(render(results, args.format, config))
+    from engine.report import exit_code
+
+    return exit_code(results)
+
+
+def run(
+    config: ProbeConfig,
+    *,
+    names: list[str] | None = None,
+    concurrency: int | None = None,
+    events: bool = True,
+) -> list[CheckResult]:
+    """Run checks once on a fresh event loop (uvloop where installed) and return results."""
+    from config import secret_values
+    from engine.runner import run_all
+    from events import log
+    from events.ecs import check_event, failover_event
+    from events.redact import Scrubber
+    from probes.base import ProbeContext
+
+    log.configure(level="info" if events else "critical", scrubber=Scrubber(secret_values(config)))
+
+    def report(result: CheckResult) -> None:
+        if not events:
+            return
+        log.emit(check_event(result))
+        if result.failed_over:
+            log.emit(failover_event(result))
+
+    async def go() -> list[CheckResult]:
+        async with ProbeContext() as ctx:
+            return await run_all(
+                config, ctx, names=names, concurrency=concurrency, on_result=report
+            )
+
+    return _run_loop(go())
+
+
+def _run_loop(coro: Coroutine[Any, Any, T]) -> T:
+    try:
+        import uvloop
+    except ImportError:  # optional: about a third faster on many concurrent probes
+        import asyncio
+
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
+def render(results: list[CheckResult], fmt: str, config: ProbeConfig) -> str:
+    from config import secret_values
+    from engine import report
+    from events.redact import Scrubber
+
+    scrub = Scrubber(secret_values(config))
+    if fmt == "json":
+        import json
+
+        return scrub(json.dumps(report.document(results), ensure_ascii=False, indent=2))
+    if fmt == "nagios":
+        return scrub(report.nagios(results))
+    color = sys.stdout.isatty() and "NO_COLOR" not in os.environ
+    return scrub(report.table(results, color=color))
+
+
+def _print_list(config: ProbeConfig) -> None:
+    from engine.report import pad, text_width
+
+    rows = [("CHECK", "KIND", "NODES", "TITLE")]
+    rows += [(c.name, c.kind, ", ".join(n.name for n in c.nodes), c.title) for c in config.checks]
+    widths = [max(text_width(r[i]) for r in rows) for i in range(3)]
+    for row in rows:
+        print("  ".join([*(pad(row[i], widths[i]) for i in range(3)), row[3]]).rstrip())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

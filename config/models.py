@@ -1,0 +1,338 @@
+"""The configuration schema: frozen models, one sub-model per probe kind.
+
+Runtime state (streaks, active node, last success) never lives here; these objects are
+shared read-only by every check run and can be swapped whole on reload.
+"""
+
+from __future__ import annotations
+
+import codecs
+import re
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    FilePath,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from config.duration import Duration
+from config.secrets import Secret
+
+Name = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=63, pattern=r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"),
+]
+"""Check and node names: lowercase letters, digits and inner hyphens (they become metric labels)."""
+
+MiB = 1024 * 1024
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Retries(Model):
+    attempts: int = Field(3, ge=1, le=10)
+    backoff: Duration = 0.2
+    """First wait between attempts; it doubles each time, with jitter."""
+    max_backoff: Duration = 5.0
+
+
+class TlsOptions(Model):
+    """Applies to every TLS connection a check makes, whatever its kind."""
+
+    ca_file: FilePath | None = None
+    cert_file: FilePath | None = None
+    key_file: FilePath | None = None
+    server_name: str | None = None
+    verify: bool = True
+    warn_days: int = Field(30, ge=0)
+    crit_days: int = Field(7, ge=0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TlsOptions:
+        if self.key_file and not self.cert_file:
+            raise ValueError("key_file needs cert_file")
+        if self.crit_days > self.warn_days:
+            raise ValueError("crit_days must not exceed warn_days")
+        return self
+
+
+class Defaults(Model):
+    interval: Duration = 30.0
+    timeout: Duration = 5.0
+    retries: Retries = Retries()
+
+
+# --- nodes -------------------------------------------------------------------------
+
+
+def _check_http_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise ValueError("url must start with http:// or https://")
+    if not parts.hostname:
+        raise ValueError("url has no host")
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not a number or out of range
+    except ValueError as exc:
+        raise ValueError(f"url has a bad port: {exc}") from None
+    return url
+
+
+_ADDRESS = re.compile(r"^(?:\[(?P<v6>[0-9a-fA-F:.]+)\]|(?P<host>[^:\[\]\s]+)):(?P<port>\d{1,5})$")
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """``host:port`` or ``[v6]:port`` into its parts."""
+    match = _ADDRESS.match(address)
+    if not match:
+        raise ValueError("address must be host:port (IPv6 as [addr]:port)")
+    port = int(match.group("port"))
+    if not 0 < port < 65536:
+        raise ValueError("port must be between 1 and 65535")
+    return match.group("v6") or match.group("host"), port
+
+
+def _check_address(address: str) -> str:
+    split_address(address)
+    return address
+
+
+class Node(Model):
+    name: Name
+
+
+class HttpNode(Node):
+    url: Annotated[str, AfterValidator(_check_http_url)]
+
+
+class AddressNode(Node):
+    address: Annotated[str, AfterValidator(_check_address)]
+
+    @property
+    def host(self) -> str:
+        return split_address(self.address)[0]
+
+    @property
+    def port(self) -> int:
+        return split_address(self.address)[1]
+
+
+# --- checks ------------------------------------------------------------------------
+
+
+class CheckBase(Model):
+    kind: str
+    name: Name
+    title: str = ""
+    interval: Duration = 30.0
+    timeout: Duration = Field(5.0, gt=0)
+    """Bounds each attempt; a node's attempts together never exceed ``deadline``."""
+    deadline: Duration | None = None
+    """Bound on one node's attempts and backoff; by default attempts x timeout + backoffs."""
+    retries: Retries = Retries()
+    tls: TlsOptions | None = None
+    nodes: Sequence[Node]
+    """Ordered: the first is preferred, the rest are alternates."""
+
+    @model_validator(mode="after")
+    def _unique_nodes(self) -> CheckBase:
+        seen: set[str] = set()
+        for node in self.nodes:
+            if node.name in seen:
+                raise ValueError(f"node name {node.name!r} is used twice in this check")
+            seen.add(node.name)
+        return self
+
+    def node_deadline(self) -> float:
+        if self.deadline is not None:
+            return self.deadline
+        waits: float = sum(
+            min(self.retries.backoff * 2**i, self.retries.max_backoff) * 1.5  # 1.5: jitter room
+            for i in range(self.retries.attempts - 1)
+        )
+        return self.retries.attempts * self.timeout + waits
+
+
+JsonScalar = str | int | float | bool | None
+
+
+def _pattern(value: Any, *, as_bytes: bool) -> Any:
+    if isinstance(value, str):
+        try:
+            return re.compile(value.encode("utf-8") if as_bytes else value)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression: {exc}") from None
+    return value
+
+
+TextPattern = Annotated[re.Pattern[str], BeforeValidator(lambda v: _pattern(v, as_bytes=False))]
+BytesPattern = Annotated[re.Pattern[bytes], BeforeValidator(lambda v: _pattern(v, as_bytes=True))]
+
+
+class HttpExpect(Model):
+    status: list[Annotated[int, Field(ge=100, le=599)]] = Field(default_factory=list)
+    """Accepted status codes; empty means any 2xx."""
+    body_contains: str | None = None
+    body_regex: TextPattern | None = None
+    json_fields: dict[str, JsonScalar] = Field(default_factory=dict, alias="json")
+    """Dotted paths into a JSON body and the value each must equal (``data.state: ok``)."""
+    max_latency: Duration | None = None
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+class HttpCheck(CheckBase):
+    kind: Literal["http"]
+    nodes: list[HttpNode] = Field(min_length=1)
+    method: Literal["GET", "HEAD", "POST", "PUT", "OPTIONS"] = "GET"
+    headers: dict[str, Secret] = Field(default_factory=dict)
+    """Every header value is treated as a secret (Authorization, tokens, cookies)."""
+    body: str | None = None
+    """Request body, for example a SOAP envelope for a WebService interface."""
+    expect: HttpExpect = HttpExpect()
+    max_body_bytes: int = Field(1 * MiB, ge=0, le=64 * MiB)
+    follow_redirects: bool = False
+
+    @field_validator("method", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+
+class TcpExpect(Model):
+    reply_regex: BytesPattern | None = None
+    """A pattern the first bytes the peer sends must match (a middleware banner)."""
+
+
+class TcpCheck(CheckBase):
+    kind: Literal["tcp"]
+    nodes: list[AddressNode] = Field(min_length=1)
+    send: str | None = None
+    """Bytes to send once connected; backslash escapes such as \\r\\n are understood."""
+    expect: TcpExpect = TcpExpect()
+    max_read_bytes: int = Field(4096, ge=1, le=1 * MiB)
+
+    @field_validator("send")
+    @classmethod
+    def _escapes_valid(cls, value: str | None) -> str | None:
+        if value is not None:
+            _unescape(value)
+        return value
+
+    @property
+    def payload(self) -> bytes:
+        return _unescape(self.send) if self.send else b""
+
+
+def _unescape(text: str) -> bytes:
+    """``"PING\\r\\n"`` as written in YAML single quotes -> the bytes b"PING\\r\\n"."""
+    try:
+        decoded: bytes = codecs.escape_decode(text.encode("utf-8"))[0]
+        return decoded
+    except ValueError as exc:
+        raise ValueError(f"bad escape in send: {exc}") from None
+
+
+class TlsCheck(CheckBase):
+    kind: Literal["tls"]
+    nodes: list[AddressNode] = Field(min_length=1)
+
+
+Check = Annotated[HttpCheck | TcpCheck | TlsCheck, Field(discriminator="kind")]
+"""One entry of ``checks:``; ``kind`` picks the model (and the probe that runs it)."""
+
+CHECK_MODELS: tuple[type[CheckBase], ...] = (HttpCheck, TcpCheck, TlsCheck)
+
+
+def kind_of(model: type[CheckBase]) -> str:
+    """The ``kind:`` value that selects a check model."""
+    literal = model.model_fields["kind"].annotation
+    return str(literal.__args__[0])  # type: ignore[union-attr]
+
+
+# --- the whole file ----------------------------------------------------------------
+
+
+class ProbeConfig(BaseSettings):
+    """The root of the config file. Environment variables ``PROBE_A__B`` override ``a.b``."""
+
+    model_config = SettingsConfigDict(
+        frozen=True,
+        extra="forbid",
+        env_prefix="PROBE_",
+        env_nested_delimiter="__",
+        # PROBE_CONFIG names the file itself; it is not a setting inside it.
+        env_ignore_empty=True,
+    )
+
+    defaults: Defaults = Defaults()
+    checks: list[Check] = Field(min_length=1)
+    concurrency: int = Field(200, ge=1, le=10_000)
+    """How many checks run at once; the rest wait for a slot."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The YAML document arrives as init kwargs; the environment is listed first so
+        # that it wins, deep-merged key by key (PROBE_DEFAULTS__TIMEOUT=10s).
+        return (env_settings, init_settings)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_defaults(cls, data: Any) -> Any:
+        """Copy ``defaults:`` into every check that does not set the key itself."""
+        if not isinstance(data, dict):
+            return data
+        defaults = data.get("defaults") or {}
+        checks = data.get("checks")
+        if not isinstance(defaults, dict) or not isinstance(checks, list):
+            return data
+        merged = []
+        for check in checks:
+            if isinstance(check, dict):
+                check = {k: v for k, v in defaults.items() if k in _INHERITED} | check
+                own_retries, default_retries = check.get("retries"), defaults.get("retries")
+                if isinstance(own_retries, dict) and isinstance(default_retries, dict):
+                    check["retries"] = default_retries | own_retries
+            merged.append(check)
+        return data | {"checks": merged}
+
+    @field_validator("checks")
+    @classmethod
+    def _unique_names(cls, checks: list[CheckBase]) -> list[CheckBase]:
+        first: dict[str, int] = {}
+        for index, check in enumerate(checks):
+            if check.name in first:
+                raise ValueError(
+                    f"check name {check.name!r} is used by checks[{first[check.name]}] "
+                    f"and checks[{index}]"
+                )
+            first[check.name] = index
+        return checks
+
+    def check(self, name: str) -> CheckBase:
+        for check in self.checks:
+            if check.name == name:
+                return check
+        raise KeyError(name)
+
+
+_INHERITED = frozenset(Defaults.model_fields)

@@ -1,0 +1,183 @@
+"""The one place that knows about deadlines, retries and node order.
+
+Every probe kind runs inside the same loop: attempts bounded by the check's ``timeout``
+and the node's ``deadline``, retried with exponential backoff and jitter (tenacity),
+and nodes tried in the configured order until one answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential_jitter
+
+from config.models import CheckBase, ProbeConfig
+from engine.result import Attempt, CheckResult, NodeResult, NodeStatus, Status
+from events.redact import redact_url
+from probes import PROBES
+from probes.base import ErrorType, Observation, Probe, ProbeContext, ProbeError, ProbeFailure
+
+# An attempt squeezed into less than this share of its timeout proves nothing; the
+# node gives up instead of making it.
+_MIN_BUDGET_SHARE = 0.1
+
+OnResult = Callable[[CheckResult], Awaitable[None] | None]
+
+
+class _AttemptFailed(Exception):
+    def __init__(self, error: ProbeError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+def target_of(node: Any) -> str:
+    """What a node points at, safe to print."""
+    url = getattr(node, "url", None)
+    return redact_url(url) if url else str(getattr(node, "address", node.name))
+
+
+async def run_node(probe: Probe, check: CheckBase, node: Any, ctx: ProbeContext) -> NodeResult:
+    """All attempts at one node, within its deadline."""
+    clock = ctx.clock
+    started = clock.monotonic()
+    deadline = started + check.node_deadline()
+    min_budget = check.timeout * _MIN_BUDGET_SHARE
+    attempts: list[Attempt] = []
+    backoff = wait_exponential_jitter(
+        multiplier=check.retries.backoff,
+        max=check.retries.max_backoff,
+        jitter=check.retries.backoff,
+    )
+
+    def remaining() -> float:
+        return deadline - clock.monotonic()
+
+    def wait(state: RetryCallState) -> float:
+        return max(0.0, min(backoff(state), remaining()))
+
+    def stop(state: RetryCallState) -> bool:
+        after_sleep = remaining() - (state.upcoming_sleep or 0.0)
+        return state.attempt_number >= check.retries.attempts or after_sleep < min_budget
+
+    def retryable(exc: BaseException) -> bool:
+        return isinstance(exc, _AttemptFailed) and exc.error.retryable
+
+    observation: Observation | None = None
+    try:
+        async for trial in AsyncRetrying(
+            stop=stop,
+            wait=wait,
+            retry=retry_if_exception(retryable),
+            sleep=clock.sleep,
+            reraise=True,
+        ):
+            with trial:
+                budget = min(check.timeout, max(remaining(), 0.0))
+                attempt, observation = await _attempt(
+                    probe, check, node, ctx, len(attempts) + 1, budget
+                )
+                attempts.append(attempt)
+                if attempt.error is not None:
+                    raise _AttemptFailed(attempt.error)
+    except _AttemptFailed:
+        observation = None
+    return NodeResult(
+        name=node.name,
+        target=target_of(node),
+        status=NodeStatus.UP if observation is not None else NodeStatus.DOWN,
+        attempts=tuple(attempts),
+        duration=clock.monotonic() - started,
+        warnings=observation.warnings if observation else (),
+    )
+
+
+async def _attempt(
+    probe: Probe, check: CheckBase, node: Any, ctx: ProbeContext, number: int, budget: float
+) -> tuple[Attempt, Observation | None]:
+    clock = ctx.clock
+    started = clock.monotonic()
+    try:
+        async with asyncio.timeout(budget):
+            observation = await probe(check, node, ctx)
+    except TimeoutError:
+        error = ProbeError(ErrorType.TIMEOUT, f"no answer within {_human(budget)}")
+        return Attempt(number, clock.monotonic() - started, error), None
+    except ProbeFailure as failure:
+        return Attempt(
+            number, clock.monotonic() - started, failure.error, failure.phases, failure.details
+        ), None
+    except Exception as exc:  # a probe bug must cost one attempt, never the run
+        error = ProbeError(ErrorType.INTERNAL, f"probe crashed: {type(exc).__name__}: {exc}")
+        return Attempt(number, clock.monotonic() - started, error), None
+    attempt = Attempt(
+        number, clock.monotonic() - started, None, observation.phases, observation.details
+    )
+    return attempt, observation
+
+
+def _human(seconds: float) -> str:
+    return f"{seconds * 1000:.0f}ms" if seconds < 1 else f"{seconds:.3g}s"
+
+
+async def run_check(
+    check: CheckBase,
+    ctx: ProbeContext,
+    *,
+    probes: Mapping[str, Probe] = PROBES,
+    order: Sequence[Any] | None = None,
+) -> CheckResult:
+    """Try the nodes in order (the configured order unless ``order`` is given)."""
+    probe = probes[check.kind]
+    nodes = order if order is not None else check.nodes
+    started_at, started = ctx.clock.now(), ctx.clock.monotonic()
+    results: list[NodeResult] = []
+    active: str | None = None
+    for node in nodes:
+        if active is not None:
+            results.append(NodeResult(node.name, target_of(node), NodeStatus.SKIPPED))
+            continue
+        result = await run_node(probe, check, node, ctx)
+        results.append(result)
+        if result.status is NodeStatus.UP:
+            active = node.name
+    preferred = check.nodes[0].name
+    status = Status.UP if active == preferred else Status.DEGRADED if active else Status.DOWN
+    return CheckResult(
+        name=check.name,
+        kind=check.kind,
+        title=check.title,
+        status=status,
+        active_node=active,
+        started_at=started_at,
+        duration=ctx.clock.monotonic() - started,
+        nodes=tuple(results),
+        check_group=uuid.uuid4().hex,
+    )
+
+
+async def run_all(
+    config: ProbeConfig,
+    ctx: ProbeContext,
+    *,
+    names: Iterable[str] | None = None,
+    concurrency: int | None = None,
+    on_result: OnResult | None = None,
+    probes: Mapping[str, Probe] = PROBES,
+) -> list[CheckResult]:
+    """Run checks concurrently under a bound; results come back in config order."""
+    checks = [config.check(n) for n in names] if names is not None else list(config.checks)
+    slots = asyncio.Semaphore(concurrency or config.concurrency)
+
+    async def one(check: CheckBase) -> CheckResult:
+        async with slots:
+            result = await run_check(check, ctx, probes=probes)
+        if on_result is not None:
+            pending = on_result(result)
+            if pending is not None:
+                await pending
+        return result
+
+    return list(await asyncio.gather(*(one(check) for check in checks)))

@@ -1,0 +1,193 @@
+"""Check results as ECS 8.x documents with Elastic Heartbeat's monitor/summary names.
+
+Fields outside ECS and Heartbeat live under ``hotline_probe.*`` so they never collide
+with a SIEM's ECS mapping. docs/events.md describes every field.
+"""
+
+from __future__ import annotations
+
+import functools
+import socket
+from typing import Any
+
+from engine.result import CheckResult, NodeResult, NodeStatus, Status
+from probes.base import ProbeError
+
+ECS_VERSION = "8.11.0"
+DATASET = "hotline_probe.check"
+
+
+@functools.cache
+def observer() -> dict[str, Any]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        product_version = version("hotline-probe")
+    except PackageNotFoundError:  # running from a source tree
+        product_version = "0+unknown"
+    hostname = socket.gethostname()
+    return {
+        "hostname": hostname,
+        "name": hostname,
+        "type": "monitor",
+        "product": "hotline-probe",
+        "vendor": "Haining 12345 operations",
+        "version": product_version,
+    }
+
+
+def timestamp(result: CheckResult) -> str:
+    return result.started_at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def check_event(result: CheckResult) -> dict[str, Any]:
+    """One document per check run: what was checked, where, how it went and why."""
+    node = _reporting_node(result)
+    failed = result.status is Status.DOWN
+    total_attempts = sum(len(n.attempts) for n in result.nodes)
+    doc: dict[str, Any] = {
+        "@timestamp": timestamp(result),
+        "message": summary_line(result),
+        "log": {"level": _LEVEL[result.status]},
+        "event": {
+            "kind": "event",
+            "category": ["network"],
+            "type": ["error" if failed else "info"],
+            "action": "check",
+            "outcome": "failure" if failed else "success",
+            "duration": int(result.duration * 1e9),
+            "dataset": DATASET,
+        },
+        "monitor": {
+            "id": result.name,
+            "name": result.title or result.name,
+            "type": result.kind,
+            "status": "down" if failed else "up",
+            "check_group": result.check_group,
+            "duration": {"us": int(result.duration * 1e6)},
+        },
+        "summary": {
+            "up": sum(n.status is NodeStatus.UP for n in result.nodes),
+            "down": sum(n.status is NodeStatus.DOWN for n in result.nodes),
+            "attempt": total_attempts,
+        },
+        "service": {"name": result.name, "node": {"name": node.name}},
+        "observer": observer(),
+        "hotline_probe": {
+            "status": str(result.status),
+            "active_node": result.active_node,
+            "nodes": [node_summary(n) for n in result.nodes],
+        },
+    }
+    if result.warnings:
+        doc["hotline_probe"]["warnings"] = list(result.warnings)
+    _add_target(doc, node)
+    error = _first_error(result)
+    if error is not None:
+        doc["error"] = {"type": str(error.type), "message": error.message}
+    return doc
+
+
+def failover_event(result: CheckResult) -> dict[str, Any]:
+    """The preferred node failed and an alternate answered in this run."""
+    preferred = result.preferred
+    error = preferred.error
+    reason = f"{error.type}: {error.message}" if error else "no answer"
+    doc: dict[str, Any] = {
+        "@timestamp": timestamp(result),
+        "message": (
+            f"{result.name}: failed over from {preferred.name} to {result.active_node} ({reason})"
+        ),
+        "log": {"level": "warning"},
+        "event": {
+            "kind": "event",
+            "category": ["network"],
+            "type": ["change"],
+            "action": "failover",
+            "outcome": "success",
+            "dataset": DATASET,
+            "reason": reason,
+        },
+        "monitor": {
+            "id": result.name,
+            "name": result.title or result.name,
+            "type": result.kind,
+            "check_group": result.check_group,
+        },
+        "service": {"name": result.name, "node": {"name": result.active_node}},
+        "observer": observer(),
+        "hotline_probe": {"from_node": preferred.name, "to_node": result.active_node},
+    }
+    if error:
+        doc["error"] = {"type": str(error.type), "message": error.message}
+    return doc
+
+
+def node_summary(node: NodeResult) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "name": node.name,
+        "status": str(node.status),
+        "attempts": len(node.attempts),
+        "duration_ms": round(node.duration * 1000, 1),
+    }
+    if node.error is not None:
+        out["error_type"] = str(node.error.type)
+    return out
+
+
+def summary_line(result: CheckResult) -> str:
+    """A sentence an operator can read in a SIEM list view."""
+    if result.status is Status.UP:
+        return f"{result.name} up on {result.active_node}"
+    if result.status is Status.DEGRADED:
+        error = result.preferred.error
+        why = f" ({error.type})" if error else ""
+        return (
+            f"{result.name} degraded: served by {result.active_node}, "
+            f"{result.preferred.name} down{why}"
+        )
+    error = _first_error(result)
+    why = f": {error.type}: {error.message}" if error else ""
+    return f"{result.name} down on all {len(result.nodes)} nodes{why}"
+
+
+_LEVEL = {Status.UP: "info", Status.DEGRADED: "warning", Status.DOWN: "error"}
+
+
+def _reporting_node(result: CheckResult) -> NodeResult:
+    """The node a reader cares about: the active one, else the preferred one."""
+    for node in result.nodes:
+        if node.name == result.active_node:
+            return node
+    return result.preferred
+
+
+def _first_error(result: CheckResult) -> ProbeError | None:
+    """Why the check is not simply up: the preferred node's error."""
+    if result.status is Status.UP:
+        return None
+    return result.preferred.error
+
+
+def _add_target(doc: dict[str, Any], node: NodeResult) -> None:
+    from urllib.parse import urlsplit
+
+    target = node.target
+    port: int | None
+    if "://" in target:
+        doc["url"] = {"full": target}
+        parts = urlsplit(target)
+        host, port = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+    else:
+        host, _, port_text = target.rpartition(":")
+        host, port = host.strip("[]"), int(port_text) if port_text.isdigit() else None
+    if host:
+        doc["destination"] = {"address": host}
+        if port:
+            doc["destination"]["port"] = port
+    attempt = node.last
+    if attempt is not None:
+        if "tls_not_after" in attempt.details:
+            doc["tls"] = {"server": {"x509": {"not_after": attempt.details["tls_not_after"]}}}
+        if "status_code" in attempt.details:
+            doc["http"] = {"response": {"status_code": attempt.details["status_code"]}}

@@ -1,0 +1,12 @@
+"""The probe registry: ``kind`` in the config -> the function that runs one attempt."""
+
+from __future__ import annotations
+
+from probes import http, tcp, tls
+from probes.base import Probe
+
+PROBES: dict[str, Probe] = {
+    "http": http.probe,
+    "tcp": tcp.probe,
+    "tls": tls.probe,
+}

@@ -1,0 +1,224 @@
+"""``kind: http``: one request to one node, judged against the check's ``expect:``."""
+
+from __future__ import annotations
+
+import errno
+import json
+import ssl
+from typing import Any
+
+import aiohttp
+
+from config.models import HttpCheck, HttpExpect, HttpNode
+from probes.base import ErrorType, Observation, ProbeContext, ProbeFailure
+from probes.tls_common import inspect_certificate, ssl_failure
+
+_CHUNK = 64 * 1024
+
+
+async def probe(check: HttpCheck, node: HttpNode, ctx: ProbeContext) -> Observation:
+    marks: dict[str, float] = {"start": ctx.clock.monotonic()}
+    https = node.url.startswith("https:")
+    try:
+        async with ctx.session.request(
+            check.method,
+            node.url,
+            headers={name: value.get_secret_value() for name, value in check.headers.items()},
+            data=check.body.encode() if check.body is not None else None,
+            ssl=ctx.ssl_context(check.tls) if https else False,
+            server_hostname=check.tls.server_name if https and check.tls else None,
+            allow_redirects=check.follow_redirects,
+            trace_request_ctx={"clock": ctx.clock, "marks": marks},
+        ) as response:
+            marks["headers"] = ctx.clock.monotonic()
+            details, warnings = _certificate(response, check, ctx) if https else ({}, ())
+            body = await _read_body(response, check.max_body_bytes, _phases(marks))
+            marks["end"] = ctx.clock.monotonic()
+            status, version = response.status, response.version
+    except ProbeFailure:
+        raise
+    except ssl.SSLError as exc:  # aiohttp's certificate errors are SSLErrors too
+        raise ssl_failure(exc, phases=_phases(marks)) from None
+    except aiohttp.ClientError as exc:
+        raise _classify(exc, _phases(marks)) from None
+
+    phases = _phases(marks)
+    details |= {"status_code": status, "body_bytes": len(body)}
+    if version is not None:
+        details["http_version"] = f"{version.major}.{version.minor}"
+    _judge(check.expect, status, body, marks["end"] - marks["start"], phases, details)
+    return Observation(phases=phases, details=details, warnings=warnings)
+
+
+def _certificate(
+    response: aiohttp.ClientResponse, check: HttpCheck, ctx: ProbeContext
+) -> tuple[dict[str, Any], tuple[str, ...]]:
+    # The connection is still ours while the body is unread; afterwards it is gone.
+    connection = response.connection
+    transport = connection.transport if connection else None
+    ssl_object = transport.get_extra_info("ssl_object") if transport else None
+    peercert = ssl_object.getpeercert() if ssl_object else None
+    return inspect_certificate(peercert, check.tls, ctx.clock.now())
+
+
+async def _read_body(
+    response: aiohttp.ClientResponse, limit: int, phases: dict[str, float]
+) -> bytes:
+    declared = response.content_length
+    if declared is not None and declared > limit:
+        raise ProbeFailure(
+            ErrorType.BODY_TOO_LARGE,
+            f"body of {declared} bytes announced, the check reads at most {limit}",
+            phases=phases,
+        )
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_chunked(_CHUNK):
+        size += len(chunk)
+        if size > limit:
+            raise ProbeFailure(
+                ErrorType.BODY_TOO_LARGE,
+                f"body exceeds {limit} bytes, the most the check reads",
+                phases=phases,
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _judge(
+    expect: HttpExpect,
+    status: int,
+    body: bytes,
+    elapsed: float,
+    phases: dict[str, float],
+    details: dict[str, Any],
+) -> None:
+    def fail(kind: ErrorType, message: str) -> ProbeFailure:
+        return ProbeFailure(kind, message, phases=phases, details=details)
+
+    if expect.status and status not in expect.status:
+        wanted = ", ".join(map(str, expect.status))
+        raise fail(ErrorType.HTTP_STATUS, f"status {status}, expected {wanted}")
+    if not expect.status and not 200 <= status < 300:
+        raise fail(ErrorType.HTTP_STATUS, f"status {status}, expected 2xx")
+    if expect.max_latency is not None and elapsed > expect.max_latency:
+        raise fail(
+            ErrorType.LATENCY,
+            f"answered in {elapsed * 1000:.0f} ms, limit {expect.max_latency * 1000:.0f} ms",
+        )
+    text = body.decode("utf-8", errors="replace")
+    if expect.body_contains is not None and expect.body_contains not in text:
+        raise fail(ErrorType.ASSERTION, f"body does not contain {expect.body_contains!r}")
+    if expect.body_regex is not None and not expect.body_regex.search(text):
+        raise fail(ErrorType.ASSERTION, f"body does not match /{expect.body_regex.pattern}/")
+    if expect.json_fields:
+        try:
+            document = json.loads(text)
+        except ValueError:
+            raise fail(ErrorType.ASSERTION, "body is not JSON") from None
+        for path, wanted_value in expect.json_fields.items():
+            found, value = _lookup(document, path)
+            if not found:
+                raise fail(ErrorType.ASSERTION, f"JSON field {path} is missing")
+            if value != wanted_value:
+                raise fail(
+                    ErrorType.ASSERTION,
+                    f"JSON field {path} is {_short(value)}, expected {_short(wanted_value)}",
+                )
+
+
+def _lookup(document: Any, path: str) -> tuple[bool, Any]:
+    """Follow ``a.b.0.c`` through objects and arrays."""
+    node = document
+    for key in path.split("."):
+        if isinstance(node, dict) and key in node:
+            node = node[key]
+        elif isinstance(node, list) and key.isdigit() and int(key) < len(node):
+            node = node[int(key)]
+        else:
+            return False, None
+    return True, node
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _phases(marks: dict[str, float]) -> dict[str, float]:
+    """blackbox_exporter's phase names; TLS is inside ``connect`` (aiohttp does both at once)."""
+    phases: dict[str, float] = {}
+    spans = (
+        ("resolve", "dns_start", "dns_end"),
+        ("connect", "connect_start", "connect_end"),
+        ("processing", "sent", "headers"),
+        ("transfer", "headers", "end"),
+    )
+    for name, start, end in spans:
+        if start in marks and end in marks:
+            phases[name] = marks[end] - marks[start]
+    return phases
+
+
+_RESET = {errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED}
+_UNREACHABLE = {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EADDRNOTAVAIL}
+
+
+def _classify(exc: aiohttp.ClientError, phases: dict[str, float]) -> ProbeFailure:
+    def failure(kind: ErrorType, message: str) -> ProbeFailure:
+        return ProbeFailure(kind, message, phases=phases)
+
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return failure(ErrorType.DNS, f"cannot resolve {exc.host}: {exc.os_error.strerror}")
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        code = exc.os_error.errno
+        where = f"{exc.host}:{exc.port}"
+        if code == errno.ECONNREFUSED:
+            return failure(ErrorType.CONNECTION_REFUSED, f"connection refused by {where}")
+        if code in _RESET:
+            return failure(ErrorType.CONNECTION_RESET, f"connection reset by {where}")
+        if code in _UNREACHABLE:
+            return failure(ErrorType.CONNECTION, f"{where} unreachable: {exc.os_error.strerror}")
+        if code == errno.ETIMEDOUT:
+            return failure(ErrorType.TIMEOUT, f"connect to {where} timed out")
+        return failure(ErrorType.CONNECTION, f"cannot connect to {where}: {exc.os_error}")
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return failure(ErrorType.CONNECTION_RESET, "server closed the connection without answering")
+    if isinstance(exc, aiohttp.ClientOSError) and exc.errno in _RESET:
+        return failure(ErrorType.CONNECTION_RESET, "connection reset during the exchange")
+    if isinstance(exc, ConnectionResetError):
+        return failure(ErrorType.CONNECTION_RESET, "connection reset during the exchange")
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return failure(ErrorType.CONNECTION_RESET, f"response body cut short: {_cause(exc)}")
+    if isinstance(exc, aiohttp.TooManyRedirects):
+        return failure(ErrorType.PROTOCOL, "too many redirects")
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return failure(ErrorType.PROTOCOL, f"not a valid HTTP response: {exc.message}")
+    return failure(ErrorType.CONNECTION, f"{type(exc).__name__}: {exc}")
+
+
+def _cause(exc: BaseException) -> str:
+    cause = exc.__cause__ or exc.__context__
+    return type(cause).__name__ if cause else str(exc)
+
+
+# --- phase timing through aiohttp's tracing hooks -----------------------------------
+
+
+def _mark(name: str) -> Any:
+    async def hook(session: aiohttp.ClientSession, trace_ctx: Any, params: object) -> None:
+        request_ctx = trace_ctx.trace_request_ctx
+        if request_ctx is not None:
+            request_ctx["marks"][name] = request_ctx["clock"].monotonic()
+
+    return hook
+
+
+def trace_config() -> aiohttp.TraceConfig:
+    config = aiohttp.TraceConfig()
+    config.on_dns_resolvehost_start.append(_mark("dns_start"))
+    config.on_dns_resolvehost_end.append(_mark("dns_end"))
+    config.on_connection_create_start.append(_mark("connect_start"))
+    config.on_connection_create_end.append(_mark("connect_end"))
+    config.on_request_headers_sent.append(_mark("sent"))
+    return config

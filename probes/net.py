@@ -1,0 +1,113 @@
+"""Opening a TCP (and optionally TLS) stream with each phase timed and each failure named.
+
+Shared by the kinds that speak over a raw stream (tcp, tls); http goes through aiohttp.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import ipaddress
+import socket
+import ssl
+
+from probes.base import ErrorType, ProbeContext, ProbeFailure
+from probes.tls_common import ssl_failure
+
+Stream = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+_FAILURES: dict[int, tuple[ErrorType, str]] = {
+    errno.ECONNREFUSED: (ErrorType.CONNECTION_REFUSED, "connection refused by"),
+    errno.ECONNRESET: (ErrorType.CONNECTION_RESET, "connection reset by"),
+    errno.EHOSTUNREACH: (ErrorType.CONNECTION, "host unreachable:"),
+    errno.ENETUNREACH: (ErrorType.CONNECTION, "network unreachable for"),
+    errno.ETIMEDOUT: (ErrorType.TIMEOUT, "connect timed out to"),
+}
+
+
+async def open_stream(
+    host: str,
+    port: int,
+    ctx: ProbeContext,
+    marks: dict[str, float],
+    *,
+    tls: ssl.SSLContext | None = None,
+    server_name: str | None = None,
+) -> Stream:
+    """Resolve, connect, then shake hands; ``marks`` receives the phase boundaries."""
+    addresses = await _resolve(host, port, ctx, marks)
+    where = f"{host}:{port}"
+    marks["connect_start"] = ctx.clock.monotonic()
+    last: OSError | None = None
+    for family, address in addresses:
+        try:
+            reader, writer = await asyncio.open_connection(address, port, family=family)
+            break
+        except OSError as exc:  # try the next address, as a browser would
+            last = exc
+    else:
+        assert last is not None
+        raise _os_failure(last, where, phases(marks)) from None
+    marks["connect_end"] = ctx.clock.monotonic()
+    if tls is None:
+        return reader, writer
+    marks["tls_start"] = marks["connect_end"]
+    try:
+        await writer.start_tls(tls, server_hostname=server_name or host)
+    except ssl.SSLError as exc:
+        writer.transport.abort()
+        raise ssl_failure(exc, phases=phases(marks)) from None
+    except OSError as exc:
+        writer.transport.abort()
+        raise _os_failure(exc, where, phases(marks), during="during the TLS handshake") from None
+    marks["tls_end"] = ctx.clock.monotonic()
+    return reader, writer
+
+
+async def _resolve(
+    host: str, port: int, ctx: ProbeContext, marks: dict[str, float]
+) -> list[tuple[int, str]]:
+    try:
+        literal = ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        return [(socket.AF_INET6 if literal.version == 6 else socket.AF_INET, host)]
+    marks["dns_start"] = ctx.clock.monotonic()
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise ProbeFailure(
+            ErrorType.DNS, f"cannot resolve {host}: {exc.strerror}", phases=phases(marks)
+        ) from None
+    marks["dns_end"] = ctx.clock.monotonic()
+    return [(family, str(sockaddr[0])) for family, _, _, _, sockaddr in infos]
+
+
+def _os_failure(
+    exc: OSError, where: str, measured: dict[str, float], during: str = ""
+) -> ProbeFailure:
+    kind, text = _FAILURES.get(exc.errno or 0, (ErrorType.CONNECTION, "cannot connect to"))
+    message = f"{text} {where}" + (f" {during}" if during else "")
+    if kind is ErrorType.CONNECTION and exc.errno not in _FAILURES:
+        message += f": {exc.strerror or exc}"
+    return ProbeFailure(kind, message, phases=measured)
+
+
+def phases(marks: dict[str, float]) -> dict[str, float]:
+    spans = (
+        ("resolve", "dns_start", "dns_end"),
+        ("connect", "connect_start", "connect_end"),
+        ("tls", "tls_start", "tls_end"),
+        ("processing", "sent", "reply"),
+    )
+    return {
+        name: marks[end] - marks[start]
+        for name, start, end in spans
+        if start in marks and end in marks
+    }
+
+
+def close(writer: asyncio.StreamWriter) -> None:
+    """Drop the connection at once: the attempt is over and a TLS goodbye could hang."""
+    writer.transport.abort()
