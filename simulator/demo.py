@@ -1,0 +1,209 @@
+"""``probe demo``: the example topology, played by loopback simulators, with faults injected.
+
+The demo reads config/example.yaml, starts one simulated peer per node on 127.0.0.1,
+rewrites every address to point at its simulator (and every TLS check at the
+simulators' CA), then runs the same runner as ``probe --all`` round after round while
+a scripted scenario breaks and mends nodes. Nothing leaves the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import copy
+import os
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+
+from simulator.modes import Mode
+from simulator.peers import Simulator
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "config" / "example.yaml"
+DEMO_TOKEN = "demo-token-not-a-secret"  # noqa: S105 - stands in for ${env:...} references
+SSH_BANNER = b"SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n"
+
+
+@dataclass(frozen=True)
+class Step:
+    title: str
+    changes: tuple[tuple[str, str, Mode], ...]  # (check, node, mode)
+
+
+SCENARIO = (
+    Step(
+        "the 110 link's preferred node refuses connections",
+        (("police-110", "node-a", Mode.REFUSING),),
+    ),
+    Step(
+        "grassroots node-a answers 503 and the provincial primary hangs",
+        (("grassroots", "node-a", Mode.ERRORING), ("province-minhu", "primary", Mode.HANGING)),
+    ),
+    Step(
+        "110 node-a is back; database server 2 stops; the portal's certificate expired",
+        (
+            ("police-110", "node-a", Mode.HEALTHY),
+            ("db-2", "primary", Mode.REFUSING),
+            ("portal-cert", "primary", Mode.EXPIRED_CERTIFICATE),
+        ),
+    ),
+    Step(
+        "everything mended",
+        (
+            ("grassroots", "node-a", Mode.HEALTHY),
+            ("province-minhu", "primary", Mode.HEALTHY),
+            ("db-2", "primary", Mode.HEALTHY),
+            ("portal-cert", "primary", Mode.HEALTHY),
+        ),
+    ),
+)
+
+
+async def build(sim: Simulator, example: str) -> dict[str, Any]:
+    """Start a simulator per node of the example config text; return the rewritten document."""
+    demo = copy.deepcopy(yaml.safe_load(example))
+    # Short timeouts keep a hanging node from holding a round for long.
+    demo["defaults"] = {
+        "interval": "10s",
+        "timeout": "1s",
+        "retries": {"attempts": 2, "backoff": "100ms"},
+    }
+    for check in demo["checks"]:
+        for key in ("timeout", "retries"):
+            check.pop(key, None)
+        kind = check["kind"]
+        for node in check["nodes"]:
+            if kind == "http":
+                await _http_node(sim, check, node)
+            else:
+                await _stream_node(sim, check, node)
+        if kind == "tls" or any(n.get("url", "").startswith("https:") for n in check["nodes"]):
+            check["tls"] = {**check.get("tls", {}), "ca_file": str(sim.ca_file)}
+        for header, value in list(check.get("headers", {}).items()):
+            if isinstance(value, str) and value.startswith("${"):
+                check["headers"][header] = DEMO_TOKEN
+    return dict(demo)
+
+
+async def _http_node(sim: Simulator, check: dict[str, Any], node: dict[str, Any]) -> None:
+    original = urlsplit(node["url"])
+    peer = await sim.add_http(check["name"], node["name"], tls=original.scheme == "https")
+    if "UP" in str(check.get("expect", {}).get("json", {}).get("status", "")):
+        peer.healthy_body = {"status": "UP"}  # a Spring Boot actuator answers like this
+    query = f"?{original.query}" if original.query else ""
+    node["url"] = peer.url.rstrip("/") + (original.path or "/") + query
+
+
+async def _stream_node(sim: Simulator, check: dict[str, Any], node: dict[str, Any]) -> None:
+    wants_ssh = "SSH" in str(check.get("expect", {}).get("reply_regex", ""))
+    peer = await sim.add_tcp(
+        check["name"],
+        node["name"],
+        banner=SSH_BANNER if wants_ssh else b"",
+        tls=check["kind"] == "tls",
+    )
+    node["address"] = peer.address
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="probe demo",
+        description="Run the example checks against loopback simulators while a scenario "
+        "breaks and mends nodes. Only 127.0.0.1 is contacted.",
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=len(SCENARIO), help=f"rounds to run (default {len(SCENARIO)})"
+    )
+    parser.add_argument(
+        "--interval", type=float, default=2.0, help="seconds between rounds (default 2)"
+    )
+    parser.add_argument(
+        "--keep-running",
+        action="store_true",
+        help="after the scenario, keep the simulators up and keep checking; "
+        "flip nodes through the control API printed at start",
+    )
+    parser.add_argument("--json", action="store_true", help="print each round as JSON")
+    parser.add_argument("--events", action="store_true", help="JSON events on stderr")
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    if args.rounds < 1 or args.interval < 0:
+        print("probe demo: --rounds must be >= 1 and --interval >= 0", file=sys.stderr)
+        return 3
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how --keep-running ends
+        asyncio.run(_demo(args, EXAMPLE.read_text(encoding="utf-8")))
+    return 0
+
+
+async def _demo(args: argparse.Namespace, example: str) -> None:
+    from config.load import parse_config
+    from engine import report
+    from engine.runner import run_all
+    from events import log
+    from events.ecs import check_event, failover_event
+    from probes.base import ProbeContext
+
+    log.configure(level="info" if args.events else "critical")
+    color = sys.stdout.isatty() and "NO_COLOR" not in os.environ
+    with tempfile.TemporaryDirectory(prefix="hotline-demo-") as workdir:
+        async with Simulator(directory=Path(workdir)) as sim, ProbeContext() as ctx:
+            document = await build(sim, example)
+            config_path = Path(workdir) / "demo-config.yaml"
+            text = yaml.safe_dump(document, allow_unicode=True, sort_keys=False)
+            config_path.write_text(text, encoding="utf-8")
+            config = parse_config(text, source=str(config_path))
+            control = await sim.start_control() if args.keep_running else None
+            _say(f"{len(sim.nodes)} simulated nodes for {len(config.checks)} checks on 127.0.0.1")
+            if control is not None:
+                _say(f"config: {config_path}  (try: probe --all -c {config_path})")
+                _say(
+                    f"control API: {control.url}nodes  "
+                    f'(PUT /nodes/police-110/node-a with {{"mode": "refusing"}})'
+                )
+
+            def on_result(result: Any) -> None:
+                if args.events:
+                    log.emit(check_event(result))
+                    if result.failed_over:
+                        log.emit(failover_event(result))
+
+            round_no = 0
+            while round_no < args.rounds or args.keep_running:
+                step = SCENARIO[round_no] if round_no < len(SCENARIO) else None
+                if step is not None:
+                    for check, node, mode in step.changes:
+                        await sim.node(check, node).set_mode(mode)
+                round_no += 1
+                title = step.title if step else "no change (flip nodes through the control API)"
+                _say(f"\n== round {round_no}: {title}")
+                results = await run_all(config, ctx, on_result=on_result)
+                if args.json:
+                    import json
+
+                    print(json.dumps(report.document(results), ensure_ascii=False, indent=2))
+                else:
+                    print(report.table(results, color=color))
+                    for result in results:
+                        if result.failed_over:
+                            error = result.preferred.error
+                            why = f" ({error.type})" if error else ""
+                            print(
+                                f"  -> {result.name}: failed over from "
+                                f"{result.preferred.name} to {result.active_node}{why}"
+                            )
+                sys.stdout.flush()
+                if round_no < args.rounds or args.keep_running:
+                    await asyncio.sleep(args.interval)
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)
