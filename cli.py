@@ -6,9 +6,11 @@ Imports stay inside functions so that ``probe --help`` starts in a fraction of a
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gc
 import os
 import sys
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 if TYPE_CHECKING:
@@ -104,11 +106,13 @@ def _main(argv: list[str]) -> int:
     if args.concurrency is not None and args.concurrency < 1:
         parser.error("--concurrency must be at least 1")
 
+    from config import secret_values
     from config.load import ConfigError, find_config, load_config
 
     path = find_config(args.config)
     try:
-        config = load_config(path)
+        with _no_gc():
+            config = load_config(path)
     except ConfigError as exc:
         print(f"probe: {exc}", file=sys.stderr)
         return UNKNOWN
@@ -130,11 +134,32 @@ def _main(argv: list[str]) -> int:
     events = args.events == "on" or (
         args.events == "auto" and not (args.format == "table" and sys.stderr.isatty())
     )
-    results = run(config, names=args.names or None, concurrency=args.concurrency, events=events)
-    print(render(results, args.format, config))
+    from events.redact import Scrubber
+
+    scrub = Scrubber(secret_values(config))
+    results = run(
+        config,
+        names=args.names or None,
+        concurrency=args.concurrency,
+        events=events,
+        scrub=scrub,
+    )
+    print(render(results, args.format, scrub))
     from engine.report import exit_code
 
     return exit_code(results)
+
+
+@contextlib.contextmanager
+def _no_gc() -> Iterator[None]:
+    """Pause the cyclic collector where it can only find live objects (see ``run``)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def run(
@@ -143,31 +168,41 @@ def run(
     names: list[str] | None = None,
     concurrency: int | None = None,
     events: bool = True,
+    scrub: Callable[[str], str] | None = None,
 ) -> list[CheckResult]:
     """Run checks once on a fresh event loop (uvloop where installed) and return results."""
-    from config import secret_values
-    from engine.runner import run_all
-    from events import log
-    from events.ecs import check_event, failover_event
-    from events.redact import Scrubber
+    from engine.runner import OnResult, run_all
     from probes.base import ProbeContext
 
-    log.configure(level="info" if events else "critical", scrubber=Scrubber(secret_values(config)))
+    on_result: OnResult | None = None
+    if events:
+        from config import secret_values
+        from events import log
+        from events.ecs import check_event, failover_event
+        from events.redact import Scrubber
 
-    def report(result: CheckResult) -> None:
-        if not events:
-            return
-        log.emit(check_event(result))
-        if result.failed_over:
-            log.emit(failover_event(result))
+        log.configure(scrubber=scrub or Scrubber(secret_values(config)))
+
+        def on_result(result: CheckResult) -> None:
+            log.emit(check_event(result))
+            if result.failed_over:
+                log.emit(failover_event(result))
 
     async def go() -> list[CheckResult]:
         async with ProbeContext() as ctx:
             return await run_all(
-                config, ctx, names=names, concurrency=concurrency, on_result=report
+                config, ctx, names=names, concurrency=concurrency, on_result=on_result
             )
 
-    return _run_loop(go())
+    # A one-shot run keeps every result until it prints them, so the cyclic collector
+    # would only walk live objects (the config, the modules, aiohttp's state) again and
+    # again while hundreds of probes allocate; the little cyclic garbage an attempt
+    # leaves (an exception and its traceback) is bounded by the attempts and freed at
+    # exit. Measured: 0.67 -> 0.74 of raw aiohttp's throughput (bench/). The daemon
+    # keeps the collector on.
+    gc.freeze()
+    with _no_gc():
+        return _run_loop(go())
 
 
 def _run_loop(coro: Coroutine[Any, Any, T]) -> T:
@@ -180,16 +215,15 @@ def _run_loop(coro: Coroutine[Any, Any, T]) -> T:
     return uvloop.run(coro)
 
 
-def render(results: list[CheckResult], fmt: str, config: ProbeConfig) -> str:
-    from config import secret_values
+def render(results: list[CheckResult], fmt: str, scrub: Callable[[str], str]) -> str:
     from engine import report
-    from events.redact import Scrubber
 
-    scrub = Scrubber(secret_values(config))
     if fmt == "json":
         import json
 
-        return scrub(json.dumps(report.document(results), ensure_ascii=False, indent=2))
+        # Indented for a person at a terminal, one line for a pipe (and 5x faster).
+        indent = 2 if sys.stdout.isatty() else None
+        return scrub(json.dumps(report.document(results), ensure_ascii=False, indent=indent))
     if fmt == "nagios":
         return scrub(report.nagios(results))
     color = sys.stdout.isatty() and "NO_COLOR" not in os.environ

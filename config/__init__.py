@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import typing
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -10,14 +12,14 @@ from pydantic import BaseModel, SecretStr
 
 
 def secret_values(model: Any) -> Iterator[str]:
-    """Every SecretStr value in a config tree, for scrubbing output."""
+    """Every secret in a config tree (SecretStr values, URL passwords), for scrubbing output."""
     if isinstance(model, SecretStr):
         yield model.get_secret_value()
     elif isinstance(model, BaseModel):
         url = getattr(model, "url", None)
         if isinstance(url, str) and (password := urlsplit(url).password):
             yield unquote(password)
-        for name in type(model).model_fields:
+        for name in _fields_that_may_hold_secrets(type(model)):
             yield from secret_values(getattr(model, name))
     elif isinstance(model, dict):
         for value in model.values():
@@ -25,3 +27,18 @@ def secret_values(model: Any) -> Iterator[str]:
     elif isinstance(model, list | tuple):
         for value in model:
             yield from secret_values(value)
+
+
+@functools.cache
+def _fields_that_may_hold_secrets(cls: type[BaseModel]) -> tuple[str, ...]:
+    """Fields whose type can contain a SecretStr or another model; the walk skips the rest.
+
+    Walking every field of 500 checks took 30 ms of a 500 ms `probe --all`.
+    """
+    return tuple(name for name, field in cls.model_fields.items() if _may_hold(field.annotation))
+
+
+def _may_hold(annotation: Any) -> bool:
+    if isinstance(annotation, type) and issubclass(annotation, SecretStr | BaseModel):
+        return True
+    return any(_may_hold(arg) for arg in typing.get_args(annotation))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
@@ -53,7 +53,10 @@ def _readable_order(_: Any, __: str, event_dict: EventDict) -> EventDict:
 
 
 def configure(
-    *, stream: TextIO | None = None, level: str = "info", scrubber: Scrubber | None = None
+    *,
+    stream: TextIO | None = None,
+    level: str = "info",
+    scrubber: Callable[[str], str] | None = None,
 ) -> None:
     """Route every event to ``stream`` (stderr by default) as one JSON line."""
     scrub = scrubber or Scrubber()

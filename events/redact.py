@@ -7,6 +7,7 @@ and every rendered line is scrubbed of the config's secret values as a last defe
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Iterable
@@ -18,6 +19,7 @@ _SECRET_PARAM = re.compile(
 )
 
 
+@functools.lru_cache(maxsize=4096)  # the same few hundred node URLs, every run
 def redact_url(url: str) -> str:
     """``https://u:p@host/x?token=1&a=2`` -> ``https://host/x?token=REDACTED&a=2``."""
     try:

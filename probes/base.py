@@ -108,7 +108,9 @@ class ProbeContext:
     @property
     def session(self) -> aiohttp.ClientSession:
         if self._session is None:
-            self._session = _new_session()
+            from probes.http import new_session  # the session exists for HTTP probes
+
+            self._session = new_session()
         return self._session
 
     def ssl_context(self, options: TlsOptions | None) -> ssl.SSLContext:
@@ -146,31 +148,6 @@ def build_ssl_context(options: TlsOptions | None) -> ssl.SSLContext:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     return context
-
-
-def _new_session() -> aiohttp.ClientSession:
-    import aiohttp
-
-    from probes.http import trace_config
-
-    connector = aiohttp.TCPConnector(
-        # A monitor must see the connect and the handshake every time; a pooled
-        # connection would hide a node whose listener died an hour ago.
-        force_close=True,
-        # Name resolution is part of what is checked; a cached answer would hide a
-        # broken resolver. The caller's concurrency bound replaces the pool limit.
-        use_dns_cache=False,
-        limit=0,
-    )
-    return aiohttp.ClientSession(
-        connector=connector,
-        # The runner owns the deadline of each attempt (asyncio.timeout), so the
-        # session's own timeouts are switched off explicitly rather than left to defaults.
-        timeout=aiohttp.ClientTimeout(total=None, connect=None, sock_read=None),
-        cookie_jar=aiohttp.DummyCookieJar(),  # no state leaks from one check into another
-        trust_env=False,  # proxies are configured per check, never picked up by surprise
-        trace_configs=[trace_config()],
-    )
 
 
 Probe = Callable[[Any, Any, ProbeContext], Awaitable[Observation]]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import ssl
+from contextvars import ContextVar
 from typing import Any
 
 import aiohttp
@@ -19,6 +20,8 @@ _CHUNK = 64 * 1024
 async def probe(check: HttpCheck, node: HttpNode, ctx: ProbeContext) -> Observation:
     marks: dict[str, float] = {"start": ctx.clock.monotonic()}
     https = node.url.startswith("https:")
+    seen: dict[str, Any] = {}
+    token = _connection_facts.set(seen)
     try:
         async with ctx.session.request(
             check.method,
@@ -31,16 +34,24 @@ async def probe(check: HttpCheck, node: HttpNode, ctx: ProbeContext) -> Observat
             trace_request_ctx={"clock": ctx.clock, "marks": marks},
         ) as response:
             marks["headers"] = ctx.clock.monotonic()
-            details, warnings = _certificate(response, check, ctx) if https else ({}, ())
+            peercert = seen.get("peercert")
+            details, warnings = inspect_certificate(peercert, check.tls, ctx.clock.now())
             body = await _read_body(response, check.max_body_bytes, _phases(marks))
             marks["end"] = ctx.clock.monotonic()
             status, version = response.status, response.version
     except ProbeFailure:
         raise
-    except ssl.SSLError as exc:  # aiohttp's certificate errors are SSLErrors too
+    except aiohttp.ClientConnectorCertificateError as exc:
+        raise ssl_failure(exc.certificate_error, phases=_phases(marks)) from None
+    except aiohttp.ClientConnectorSSLError as exc:
+        cause = exc.os_error if isinstance(exc.os_error, ssl.SSLError) else exc
+        raise ssl_failure(cause, phases=_phases(marks)) from None
+    except ssl.SSLError as exc:
         raise ssl_failure(exc, phases=_phases(marks)) from None
     except aiohttp.ClientError as exc:
         raise _classify(exc, _phases(marks)) from None
+    finally:
+        _connection_facts.reset(token)
 
     phases = _phases(marks)
     details |= {"status_code": status, "body_bytes": len(body)}
@@ -48,17 +59,6 @@ async def probe(check: HttpCheck, node: HttpNode, ctx: ProbeContext) -> Observat
         details["http_version"] = f"{version.major}.{version.minor}"
     _judge(check.expect, status, body, marks["end"] - marks["start"], phases, details)
     return Observation(phases=phases, details=details, warnings=warnings)
-
-
-def _certificate(
-    response: aiohttp.ClientResponse, check: HttpCheck, ctx: ProbeContext
-) -> tuple[dict[str, Any], tuple[str, ...]]:
-    # The connection is still ours while the body is unread; afterwards it is gone.
-    connection = response.connection
-    transport = connection.transport if connection else None
-    ssl_object = transport.get_extra_info("ssl_object") if transport else None
-    peercert = ssl_object.getpeercert() if ssl_object else None
-    return inspect_certificate(peercert, check.tls, ctx.clock.now())
 
 
 async def _read_body(
@@ -71,6 +71,8 @@ async def _read_body(
             f"body of {declared} bytes announced, the check reads at most {limit}",
             phases=phases,
         )
+    if declared is not None:
+        return await response.read()  # aiohttp stops at Content-Length, already under the cap
     chunks: list[bytes] = []
     size = 0
     async for chunk in response.content.iter_chunked(_CHUNK):
@@ -202,6 +204,48 @@ def _cause(exc: BaseException) -> str:
     return type(cause).__name__ if cause else str(exc)
 
 
+# --- the session: fresh connections, phase timing, the peer's certificate -----------
+
+# Where the connector leaves facts about the connection it opened for the current
+# attempt. aiohttp hands a short response back with its connection already released,
+# so the certificate must be read when the connection is made, not from the response.
+# The connector runs in the probing task, so a context variable reaches the right probe.
+_connection_facts: ContextVar[dict[str, Any] | None] = ContextVar(
+    "hotline_probe_connection_facts", default=None
+)
+
+
+class _Connector(aiohttp.TCPConnector):
+    async def _create_connection(self, req: Any, traces: Any, timeout: Any) -> Any:  # noqa: ASYNC109 - aiohttp's signature
+        protocol = await super()._create_connection(req, traces, timeout)
+        facts = _connection_facts.get()
+        transport = getattr(protocol, "transport", None)
+        if facts is not None and transport is not None:
+            facts["peercert"] = transport.get_extra_info("peercert")
+        return protocol
+
+
+def new_session() -> aiohttp.ClientSession:
+    connector = _Connector(
+        # A monitor must see the connect and the handshake every time; a pooled
+        # connection would hide a node whose listener died an hour ago.
+        force_close=True,
+        # Name resolution is part of what is checked; a cached answer would hide a
+        # broken resolver. The caller's concurrency bound replaces the pool limit.
+        use_dns_cache=False,
+        limit=0,
+    )
+    return aiohttp.ClientSession(
+        connector=connector,
+        # The runner owns the deadline of each attempt (asyncio.timeout), so the
+        # session's own timeouts are switched off explicitly rather than left to defaults.
+        timeout=aiohttp.ClientTimeout(total=None, connect=None, sock_read=None),
+        cookie_jar=aiohttp.DummyCookieJar(),  # no state leaks from one check into another
+        trust_env=False,  # proxies are configured per check, never picked up by surprise
+        trace_configs=[_trace_config()],
+    )
+
+
 # --- phase timing through aiohttp's tracing hooks -----------------------------------
 
 
@@ -214,7 +258,7 @@ def _mark(name: str) -> Any:
     return hook
 
 
-def trace_config() -> aiohttp.TraceConfig:
+def _trace_config() -> aiohttp.TraceConfig:
     config = aiohttp.TraceConfig()
     config.on_dns_resolvehost_start.append(_mark("dns_start"))
     config.on_dns_resolvehost_end.append(_mark("dns_end"))

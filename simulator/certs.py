@@ -9,6 +9,7 @@ import trustme
 
 # Every name a client might use to reach a loopback node.
 _IDENTITIES = ("localhost", "127.0.0.1")
+GOOD_DAYS = 90
 
 
 class CertVariant(StrEnum):
@@ -34,7 +35,12 @@ class CertAuthority:
         # A second CA nobody trusts; serving its own root makes a true self-signed leaf.
         stranger = trustme.CA()
         now = dt.datetime.now(dt.UTC)
-        good = self._ca.issue_cert(*_IDENTITIES)
+        # 90 days, like a real ACME certificate, so warn/crit windows can be tested.
+        good = self._ca.issue_cert(
+            *_IDENTITIES,
+            not_before=now - dt.timedelta(days=1),
+            not_after=now + dt.timedelta(days=GOOD_DAYS),
+        )
         expired = self._ca.issue_cert(
             *_IDENTITIES,
             not_before=now - dt.timedelta(days=30),

@@ -21,7 +21,7 @@ _RESET_PREFIX = (
     b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"status":'
 )
 # `trickle` announces a body it will never finish, so no client can stop reading early.
-_TRICKLE_LENGTH = 1_000_000_000
+_TRICKLE_LENGTH = 1_000_000  # under a probe's default body cap, so only time ends it
 _HUGE_CHUNK = b"x" * 65536
 
 

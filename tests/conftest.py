@@ -2,13 +2,44 @@
 
 from __future__ import annotations
 
+import ipaddress
+import socket
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 import structlog
 
 from engine.clock import FakeClock
 from probes.base import ProbeContext
+
+_real_getaddrinfo = socket.getaddrinfo
+LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
+
+
+def _loopback_only_getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+    """Name resolution for tests: loopback names resolve, every other name fails NXDOMAIN.
+
+    The machine's resolver is outside the machine, so resolving a placeholder such as
+    db.invalid would send a query off the host. This keeps the suite on loopback and
+    gives DNS-failure tests a deterministic answer through the real code path.
+    """
+    name = host.decode() if isinstance(host, bytes) else host
+    if name is None or name in LOOPBACK_NAMES:
+        return _real_getaddrinfo(host, *args, **kwargs)
+    try:
+        if ipaddress.ip_address(name).is_loopback:
+            return _real_getaddrinfo(host, *args, **kwargs)
+    except ValueError:
+        pass
+    else:
+        raise socket.gaierror(socket.EAI_NONAME, f"tests may only reach loopback, not {name}")
+    raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+
+@pytest.fixture(autouse=True)
+def _loopback_dns(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(socket, "getaddrinfo", _loopback_only_getaddrinfo)
 
 
 @pytest.fixture(autouse=True)

@@ -210,7 +210,7 @@ async def test_trickle_sends_one_byte_at_a_time(
     async with client.get(node.url) as response:
         assert response.status == 200
         assert response.content_length is not None
-        assert response.content_length > 1_000_000
+        assert response.content_length >= 100_000  # more than will ever arrive
         async with asyncio.timeout(2):
             for _ in range(3):
                 assert await response.content.readexactly(1) == b"."

@@ -1,0 +1,316 @@
+"""Each probe kind against real loopback peers: every failure gets the right error.type.
+
+The peers are the project's simulators (real sockets on 127.0.0.1, port 0); the runner
+is the production one, so timeouts are enforced exactly as in `probe --all`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from config.load import parse_config
+from config.models import CheckBase
+from engine.result import CheckResult, NodeStatus, Status
+from engine.runner import run_check
+from probes.base import ErrorType, ProbeContext
+from simulator import Mode, Simulator
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[Simulator]:
+    async with Simulator() as simulator:
+        yield simulator
+
+
+def one_check(kind: str, nodes: str, **opts: Any) -> CheckBase:
+    lines = ["  - name: c", f"    kind: {kind}", f"    nodes: {nodes}"]
+    lines += [f"    {key}: {value}" for key, value in opts.items()]
+    return parse_config("checks:\n" + "\n".join(lines) + "\n").checks[0]
+
+
+async def http_result(
+    sim: Simulator, ctx: ProbeContext, mode: Mode, *, tls: bool = False, **opts: Any
+) -> CheckResult:
+    peer = await sim.add_http("link", "n", tls=tls, mode=mode)
+    opts.setdefault("retries", "{attempts: 1}")
+    if tls:
+        opts["tls"] = "{ca_file: " + str(sim.ca_file) + ", " + opts.pop("tls_extra", "") + "}"
+    check = one_check("http", f'[{{name: n, url: "{peer.url}"}}]', **opts)
+    return await run_check(check, ctx)
+
+
+def error_of(result: CheckResult) -> tuple[ErrorType, str]:
+    error = result.nodes[0].error
+    assert error is not None, "expected the node to fail"
+    return error.type, error.message
+
+
+async def test_http_healthy_reports_status_and_phases(sim: Simulator, ctx: ProbeContext) -> None:
+    """A healthy node is up, with the status code and blackbox-style phase timings."""
+    result = await http_result(sim, ctx, Mode.HEALTHY, expect="{json: {status: ok}}")
+    assert result.status is Status.UP
+    attempt = result.nodes[0].attempts[0]
+    assert attempt.details["status_code"] == 200
+    assert {"connect", "processing", "transfer"} <= set(attempt.phases)
+    assert all(v >= 0 for v in attempt.phases.values())
+
+
+async def test_https_with_custom_ca(sim: Simulator, ctx: ProbeContext) -> None:
+    """HTTPS verified against the check's ca_file; the certificate's expiry is reported."""
+    result = await http_result(sim, ctx, Mode.HEALTHY, tls=True)
+    assert result.status is Status.UP
+    details = result.nodes[0].attempts[0].details
+    assert details["tls_days_left"] > 30
+    assert details["tls_not_after"].endswith("Z")
+
+
+@pytest.mark.parametrize(
+    ("mode", "kind", "words"),
+    [
+        (Mode.REFUSING, ErrorType.CONNECTION_REFUSED, "connection refused"),
+        (Mode.ERRORING, ErrorType.HTTP_STATUS, "status 503"),
+        (Mode.RESET, ErrorType.CONNECTION_RESET, "cut short"),
+        (Mode.GARBAGE, ErrorType.PROTOCOL, "not a valid HTTP response"),
+    ],
+)
+async def test_http_failures(
+    sim: Simulator, ctx: ProbeContext, mode: Mode, kind: ErrorType, words: str
+) -> None:
+    """Refused, 5xx, reset mid-body and garbage each get their own error.type."""
+    result = await http_result(sim, ctx, mode)
+    assert result.status is Status.DOWN
+    error_type, message = error_of(result)
+    assert error_type is kind
+    assert words in message
+
+
+async def test_wrong_body_is_an_assertion(sim: Simulator, ctx: ProbeContext) -> None:
+    """A 200 with the wrong content is down with assertion, naming the field."""
+    result = await http_result(sim, ctx, Mode.WRONG_BODY, expect="{json: {status: ok}}")
+    assert error_of(result) == (
+        ErrorType.ASSERTION,
+        'JSON field status is "maintenance", expected "ok"',
+    )
+
+
+@pytest.mark.parametrize("mode", [Mode.HANGING, Mode.TRICKLE])
+async def test_hang_and_trickle_end_at_the_timeout(
+    sim: Simulator, ctx: ProbeContext, mode: Mode
+) -> None:
+    """A node that never answers, or drips one byte at a time, is a timeout within its bound."""
+    started = time.monotonic()
+    result = await http_result(sim, ctx, mode, timeout="300ms", max_body_bytes=64 * 2**20)
+    elapsed = time.monotonic() - started
+    assert error_of(result)[0] is ErrorType.TIMEOUT
+    assert 0.29 <= elapsed < 0.3 + 0.25
+
+
+async def test_slow_node_breaks_the_latency_limit(sim: Simulator, ctx: ProbeContext) -> None:
+    """An answer slower than expect.max_latency is down with latency, not timeout."""
+    peer = await sim.add_http("link", "n", mode=Mode.SLOW)
+    peer.slow_delay = 0.15
+    check = one_check(
+        "http",
+        f'[{{name: n, url: "{peer.url}"}}]',
+        retries="{attempts: 1}",
+        expect="{max_latency: 100ms}",
+    )
+    result = await run_check(check, ctx)
+    error_type, message = error_of(result)
+    assert error_type is ErrorType.LATENCY
+    assert "limit 100 ms" in message
+
+
+async def test_endless_body_is_capped(sim: Simulator, ctx: ProbeContext) -> None:
+    """An endless body stops at max_body_bytes: body_too_large, quickly, memory bounded."""
+    started = time.monotonic()
+    result = await http_result(sim, ctx, Mode.HUGE_BODY, max_body_bytes=65536, timeout="5s")
+    assert error_of(result)[0] is ErrorType.BODY_TOO_LARGE
+    assert time.monotonic() - started < 2
+
+
+async def test_expired_certificate_is_reported_as_expired(
+    sim: Simulator, ctx: ProbeContext
+) -> None:
+    """An expired certificate from a trusted CA reads 'expired', not merely 'untrusted'."""
+    result = await http_result(
+        sim, ctx, Mode.EXPIRED_CERTIFICATE, tls=True, retries="{attempts: 3, backoff: 10ms}"
+    )
+    assert error_of(result) == (ErrorType.TLS_EXPIRED, "certificate has expired")
+    assert len(result.nodes[0].attempts) == 1  # it will not heal on retry
+
+
+async def test_self_signed_certificate_is_untrusted(sim: Simulator, ctx: ProbeContext) -> None:
+    """A self-signed certificate fails verification as tls, with OpenSSL's reason."""
+    result = await http_result(sim, ctx, Mode.BAD_CERTIFICATE, tls=True)
+    error_type, message = error_of(result)
+    assert error_type is ErrorType.TLS
+    assert "self-signed" in message
+
+
+async def test_verification_can_be_switched_off(sim: Simulator, ctx: ProbeContext) -> None:
+    """`tls: {verify: false}` accepts a self-signed peer (for a lab link, on purpose)."""
+    result = await http_result(sim, ctx, Mode.BAD_CERTIFICATE, tls=True, tls_extra="verify: false")
+    assert result.status is Status.UP
+
+
+async def test_dns_failure(ctx: ProbeContext) -> None:
+    """An unresolvable host is a dns error (the test resolver knows only loopback)."""
+    check = one_check(
+        "http", '[{name: n, url: "http://db.invalid:8080/"}]', retries="{attempts: 1}"
+    )
+    error_type, message = error_of(await run_check(check, ctx))
+    assert error_type is ErrorType.DNS
+    assert "db.invalid" in message
+
+
+# --- tcp -------------------------------------------------------------------------
+
+
+async def tcp_result(
+    sim: Simulator,
+    ctx: ProbeContext,
+    mode: Mode = Mode.HEALTHY,
+    *,
+    banner: bytes = b"",
+    **opts: Any,
+) -> CheckResult:
+    peer = await sim.add_tcp("host", "n", banner=banner, mode=mode)
+    opts.setdefault("retries", "{attempts: 1}")
+    check = one_check("tcp", f'[{{name: n, address: "{peer.address}"}}]', **opts)
+    return await run_check(check, ctx)
+
+
+async def test_tcp_connect_only(sim: Simulator, ctx: ProbeContext) -> None:
+    """A listening port is up; the connect phase is timed."""
+    result = await tcp_result(sim, ctx)
+    assert result.status is Status.UP
+    assert "connect" in result.nodes[0].attempts[0].phases
+
+
+async def test_tcp_banner_matches(sim: Simulator, ctx: ProbeContext) -> None:
+    """The jump host's SSH banner matches reply_regex; the banner is kept in details."""
+    result = await tcp_result(
+        sim, ctx, banner=b"SSH-2.0-OpenSSH_9.2p1\r\n", expect="{reply_regex: '^SSH-2\\.0-'}"
+    )
+    assert result.status is Status.UP
+    assert result.nodes[0].attempts[0].details["reply"].startswith("SSH-2.0-OpenSSH")
+
+
+async def test_tcp_send_and_expect(sim: Simulator, ctx: ProbeContext) -> None:
+    """Bytes written with escapes are sent, and the reply pattern is matched."""
+    result = await tcp_result(sim, ctx, send="'PING\\r\\n'", expect="{reply_regex: PONG}")
+    assert result.status is Status.UP
+
+
+async def test_tcp_wrong_banner_is_an_assertion(sim: Simulator, ctx: ProbeContext) -> None:
+    """A peer that answers something else fails as assertion, showing what it said."""
+    result = await tcp_result(sim, ctx, mode=Mode.GARBAGE, expect="{reply_regex: '^SSH-'}")
+    error_type, message = error_of(result)
+    assert error_type in (ErrorType.ASSERTION, ErrorType.PROTOCOL)
+    assert "\\x00" in message or "without a reply" in message
+
+
+@pytest.mark.parametrize(
+    ("mode", "kind"),
+    [
+        (Mode.REFUSING, ErrorType.CONNECTION_REFUSED),
+        (Mode.HANGING, ErrorType.TIMEOUT),
+        (Mode.RESET, ErrorType.CONNECTION_RESET),
+    ],
+)
+async def test_tcp_failures(sim: Simulator, ctx: ProbeContext, mode: Mode, kind: ErrorType) -> None:
+    """Refused, silent and reset middleware each get their error.type."""
+    result = await tcp_result(
+        sim,
+        ctx,
+        mode=mode,
+        timeout="300ms",
+        expect="{reply_regex: '^SSH-'}",
+        banner=b"SSH-2.0-x\r\n",
+    )
+    assert error_of(result)[0] is kind
+
+
+# --- tls -------------------------------------------------------------------------
+
+
+async def tls_result(
+    sim: Simulator, ctx: ProbeContext, mode: Mode = Mode.HEALTHY, tls: str = ""
+) -> CheckResult:
+    peer = await sim.add_tcp("portal", "n", tls=True, mode=mode)
+    check = one_check(
+        "tls",
+        f'[{{name: n, address: "{peer.address}"}}]',
+        retries="{attempts: 1}",
+        timeout="1s",
+        tls="{ca_file: " + str(sim.ca_file) + (", " + tls if tls else "") + "}",
+    )
+    return await run_check(check, ctx)
+
+
+async def test_tls_handshake_details(sim: Simulator, ctx: ProbeContext) -> None:
+    """A good certificate: up, with version, cipher, expiry and the tls phase timed."""
+    result = await tls_result(sim, ctx)
+    assert result.status is Status.UP
+    attempt = result.nodes[0].attempts[0]
+    assert attempt.details["tls_version"].startswith("TLS")
+    assert attempt.details["tls_days_left"] > 30
+    assert {"connect", "tls"} <= set(attempt.phases)
+
+
+async def test_tls_warn_days_gives_a_warning(sim: Simulator, ctx: ProbeContext) -> None:
+    """Inside warn_days the node stays up but the check carries a warning."""
+    result = await tls_result(sim, ctx, tls="warn_days: 100, crit_days: 0")
+    assert result.status is Status.UP
+    assert result.warnings
+    assert "certificate expires in" in result.warnings[0]
+
+
+async def test_tls_crit_days_is_down(sim: Simulator, ctx: ProbeContext) -> None:
+    """Inside crit_days the node is down with cert_expiring."""
+    result = await tls_result(sim, ctx, tls="warn_days: 100, crit_days: 100")
+    error_type, message = error_of(result)
+    assert error_type is ErrorType.CERT_EXPIRING
+    assert "critical below 100" in message
+
+
+@pytest.mark.parametrize(
+    ("mode", "tls", "kind", "words"),
+    [
+        (Mode.EXPIRED_CERTIFICATE, "", ErrorType.TLS_EXPIRED, "expired"),
+        (Mode.BAD_CERTIFICATE, "", ErrorType.TLS, "self-signed"),
+        (Mode.HEALTHY, "server_name: other.invalid", ErrorType.TLS, "mismatch"),
+        (Mode.GARBAGE, "", ErrorType.TLS, "TLS handshake failed"),
+        (Mode.HANGING, "", ErrorType.TIMEOUT, "no answer"),
+    ],
+)
+async def test_tls_failures(
+    sim: Simulator, ctx: ProbeContext, mode: Mode, tls: str, kind: ErrorType, words: str
+) -> None:
+    """Expired, self-signed, wrong name, not TLS at all, and a silent peer."""
+    result = await tls_result(sim, ctx, mode, tls)
+    error_type, message = error_of(result)
+    assert error_type is kind
+    assert words in message.lower() or words in message
+
+
+async def test_failover_across_real_nodes(sim: Simulator, ctx: ProbeContext) -> None:
+    """Preferred node refusing, alternate healthy: degraded, served by the alternate."""
+    a = await sim.add_http("police-110", "node-a", mode=Mode.REFUSING)
+    b = await sim.add_http("police-110", "node-b")
+    check = one_check(
+        "http",
+        f'[{{name: node-a, url: "{a.url}"}}, {{name: node-b, url: "{b.url}"}}]',
+        retries="{attempts: 2, backoff: 10ms}",
+    )
+    result = await run_check(check, ctx)
+    assert result.status is Status.DEGRADED
+    assert result.active_node == "node-b"
+    assert [n.status for n in result.nodes] == [NodeStatus.DOWN, NodeStatus.UP]
+    assert len(result.nodes[0].attempts) == 2
+    assert b.requests == 1
