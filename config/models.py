@@ -205,6 +205,18 @@ class HttpCheck(CheckBase):
     max_body_bytes: int = Field(1 * MiB, ge=0, le=64 * MiB)
     follow_redirects: bool = False
 
+    @model_validator(mode="after")
+    def _one_kind_of_credentials(self) -> HttpCheck:
+        # aiohttp refuses a request that has both; say so at load time, not at 3 a.m.
+        has_header = any(name.lower() == "authorization" for name in self.headers)
+        with_userinfo = [n.name for n in self.nodes if "@" in urlsplit(n.url).netloc]
+        if has_header and with_userinfo:
+            raise ValueError(
+                f"node {with_userinfo[0]!r} has credentials in its url and the check sets an "
+                "Authorization header; use one or the other"
+            )
+        return self
+
     @field_validator("method", mode="before")
     @classmethod
     def _upper(cls, value: Any) -> Any:

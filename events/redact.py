@@ -36,17 +36,24 @@ def redact_url(url: str) -> str:
         return "(unparseable URL)"
 
 
+_SEPARATORS = re.compile(r"[\s;,=&]+")
+_MIN_PIECE = 8  # shorter pieces ("Bearer", "k=") are words, not secrets
+
+
 class Scrubber:
     """Replaces known secret values in rendered text; a no-op when there are none."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         variants: set[str] = set()
         for secret in secrets:
-            if len(secret) < 4:  # masking "a" or "ok" everywhere would garble output
-                continue
-            variants.add(secret)
-            variants.add(json.dumps(secret, ensure_ascii=False)[1:-1])  # as inside JSON
-            variants.add(json.dumps(secret)[1:-1])
+            # "Bearer <token>": the token alone must be masked too, wherever it shows up.
+            pieces = [p for p in _SEPARATORS.split(secret) if len(p) >= _MIN_PIECE]
+            for value in {secret, *pieces}:
+                if len(value) < 4:  # masking "a" or "ok" everywhere would garble output
+                    continue
+                variants.add(value)
+                variants.add(json.dumps(value, ensure_ascii=False)[1:-1])  # as inside JSON
+                variants.add(json.dumps(value)[1:-1])
         ordered = sorted(variants, key=len, reverse=True)  # longest first: no partial masks
         self._pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
 

@@ -65,8 +65,9 @@ def test_example_config_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.parametrize("path", INVALID, ids=[p.stem for p in INVALID])
-def test_invalid_file_names_the_problem(path: Path) -> None:
+def test_invalid_file_names_the_problem(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each invalid file is refused with a message naming the file, the path and the fault."""
+    monkeypatch.setenv("HOTLINE_TEST_EMPTY_VAR", "")
     expected = path.read_text().splitlines()[0].removeprefix("# expect: ")
     with pytest.raises(ConfigError) as raised:
         load_config(path)
@@ -143,17 +144,24 @@ checks:
   - name: web
     kind: http
     headers:
-      Authorization: "${{env:CANARY_TOKEN}}"
+      X-Token: "${{env:CANARY_TOKEN}}"
       X-Sign-Key: "${{file:{secret_file}}}"
+      X-Both: "t=${{env:CANARY_TOKEN}};k=${{file:{secret_file}}}"
     nodes: [{{name: a, url: "https://user:canary-pw-93@a.invalid/"}}]
 """)
     check = config.check("web")
     assert isinstance(check, HttpCheck)
-    assert check.headers["Authorization"] == SecretStr("canary-8c1f2e")
+    assert check.headers["X-Token"] == SecretStr("canary-8c1f2e")
+    assert check.headers["X-Both"].get_secret_value() == "t=canary-8c1f2e;k=canary-file-77a1"
     assert check.headers["X-Sign-Key"].get_secret_value() == "canary-file-77a1"
     for rendered in (repr(config), str(config), config.model_dump_json()):
         assert "canary-8c1f2e" not in rendered and "canary-file-77a1" not in rendered
-    assert set(secret_values(config)) == {"canary-8c1f2e", "canary-file-77a1", "canary-pw-93"}
+    assert set(secret_values(config)) == {
+        "canary-8c1f2e",
+        "canary-file-77a1",
+        "canary-pw-93",
+        "t=canary-8c1f2e;k=canary-file-77a1",
+    }
 
 
 def test_missing_secret_names_variable_not_value(monkeypatch: pytest.MonkeyPatch) -> None:

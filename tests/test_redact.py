@@ -45,3 +45,12 @@ def test_scrubber_ignores_trivially_short_values() -> None:
     """A one-letter 'secret' would garble every line; it is not used as a mask."""
     assert Scrubber(["a"])("banana") == "banana"
     assert Scrubber([])("anything") == "anything"
+
+
+def test_scrubber_masks_the_token_inside_a_header_value() -> None:
+    """From "Bearer <token>" the token alone is masked too; the word Bearer is left."""
+    scrub = Scrubber(["Bearer canary-tok-123456"])
+    assert scrub("peer said: invalid token canary-tok-123456") == (
+        f"peer said: invalid token {MASK}"
+    )
+    assert scrub("Bearer is a word") == "Bearer is a word"

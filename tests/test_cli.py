@@ -1,0 +1,234 @@
+"""`probe` as a user runs it: a real process against the loopback simulators.
+
+The simulators serve from this test's event loop while `probe` runs as a child
+process, so everything between them crosses real sockets on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from simulator import Mode, Simulator
+from tests.ecs_schema import problems
+
+ROOT = Path(__file__).resolve().parent.parent
+CANARY_TOKEN = "canary-tok-5f2e9a"
+CANARY_PASSWORD = "canary-pw-71c3"
+CANARY_QUERY = "canary-q-0b4d"
+
+
+@dataclass
+class Run:
+    code: int
+    stdout: str
+    stderr: str
+
+
+async def probe(*args: str, env: dict[str, str] | None = None) -> Run:
+    import os
+
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "cli",
+        *args,
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, **(env or {})},
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode is not None
+    return Run(process.returncode, stdout.decode(), stderr.decode())
+
+
+@pytest.fixture
+async def topology(tmp_path: Path) -> AsyncIterator[tuple[Simulator, Path]]:
+    """Three links: one healthy, one whose preferred node refuses, one with no node left."""
+    async with Simulator() as sim:
+        ok = await sim.add_http("grassroots", "node-a")
+        a = await sim.add_http("police-110", "node-a", mode=Mode.REFUSING)
+        b = await sim.add_http("police-110", "node-b")
+        p = await sim.add_http("province", "primary", mode=Mode.ERRORING)
+        s = await sim.add_http("province", "standby", mode=Mode.HANGING)
+        db = await sim.add_tcp("db-1", "primary", banner=b"5.5.5-10.11.6-MariaDB\n")
+        port_ok = ok.port
+        config = tmp_path / "config.yaml"
+        config.write_text(f"""
+defaults: {{timeout: 500ms, retries: {{attempts: 2, backoff: 20ms}}}}
+checks:
+  - name: grassroots
+    title: 基层智治平台对接
+    kind: http
+    nodes: [{{name: node-a, url: "http://ops:{CANARY_PASSWORD}@127.0.0.1:{port_ok}/health"}}]
+    expect: {{json: {{status: ok}}}}
+  - name: police-110
+    title: 110 接处警平台对接
+    kind: http
+    headers: {{Authorization: "Bearer ${{env:POLICE_TOKEN}}"}}
+    nodes:
+      - {{name: node-a, url: "{a.url}?token={CANARY_QUERY}"}}
+      - {{name: node-b, url: "{b.url}?token={CANARY_QUERY}"}}
+  - name: province
+    kind: http
+    nodes: [{{name: primary, url: "{p.url}"}}, {{name: standby, url: "{s.url}"}}]
+  - name: db-1
+    kind: tcp
+    expect: {{reply_regex: MariaDB}}
+    nodes: [{{name: primary, address: "{db.address}"}}]
+""")
+        yield sim, config
+
+
+ENV = {"POLICE_TOKEN": CANARY_TOKEN}
+
+
+async def test_all_json_shows_up_degraded_and_down(topology: tuple[Simulator, Path]) -> None:
+    """--json: one document with up, degraded (served by node-b) and down, with error types."""
+    _, config = topology
+    run = await probe("--all", "--json", "-c", str(config), "--events", "off", env=ENV)
+    assert run.code == 2, run.stderr
+    doc = json.loads(run.stdout)
+    assert doc["status"] == "down"
+    checks = {c["name"]: c for c in doc["checks"]}
+    assert {n: c["status"] for n, c in checks.items()} == {
+        "grassroots": "up",
+        "police-110": "degraded",
+        "province": "down",
+        "db-1": "up",
+    }
+    police = checks["police-110"]
+    assert police["active_node"] == "node-b"
+    node_a, node_b = police["nodes"]
+    assert node_a["error"]["type"] == "connection_refused"
+    assert [a["number"] for a in node_a["attempts"]] == [1, 2]
+    assert node_b["status"] == "up"
+    assert node_b["error"] is None
+    province = checks["province"]
+    assert [n["error"]["type"] for n in province["nodes"]] == ["http_status", "timeout"]
+    for check in doc["checks"]:
+        assert set(check) >= {"name", "kind", "status", "active_node", "duration_ms", "nodes"}
+        for node in check["nodes"]:
+            assert set(node) >= {"name", "status", "attempts", "duration_ms", "error"}
+
+
+async def test_run_time_is_the_slowest_check_not_the_sum(
+    topology: tuple[Simulator, Path],
+) -> None:
+    """Checks run concurrently: the slow, hanging province link does not hold up the rest."""
+    _, config = topology
+    run = await probe("--all", "--json", "-c", str(config), "--events", "off", env=ENV)
+    doc = json.loads(run.stdout)
+    durations = {c["name"]: c["duration_ms"] for c in doc["checks"]}
+    assert durations["province"] >= 1000  # two hanging attempts of 500 ms
+    assert durations["grassroots"] < 500
+
+
+async def test_events_are_ecs_and_secrets_never_leak(topology: tuple[Simulator, Path]) -> None:
+    """stderr carries one ECS event per check plus the failover; no canary appears anywhere."""
+    _, config = topology
+    run = await probe("--all", "--json", "-c", str(config), "--events", "on", env=ENV)
+    events = [json.loads(line) for line in run.stderr.splitlines()]
+    actions = sorted(e["event"]["action"] for e in events)
+    assert actions == ["check", "check", "check", "check", "failover"]
+    for event in events:
+        assert problems(event) == [], event
+        assert event["ecs"]["version"].startswith("8.")
+        assert event["@timestamp"].endswith("Z")
+    failover = next(e for e in events if e["event"]["action"] == "failover")
+    assert failover["hotline_probe"] == {"from_node": "node-a", "to_node": "node-b"}
+    police = next(
+        e
+        for e in events
+        if e.get("monitor", {}).get("id") == "police-110" and e["event"]["action"] == "check"
+    )
+    assert police["url"]["full"].startswith("http://127.0.0.1:")
+    assert police["event"]["duration"] > 0
+    for canary in (CANARY_TOKEN, CANARY_PASSWORD, CANARY_QUERY):
+        assert canary not in run.stdout
+        assert canary not in run.stderr
+
+
+async def test_nagios_line(topology: tuple[Simulator, Path]) -> None:
+    """--format nagios: one line, CRITICAL, names the bad checks, perfdata per check."""
+    _, config = topology
+    run = await probe("--all", "--format", "nagios", "-c", str(config), "--events", "off", env=ENV)
+    assert run.code == 2
+    (line,) = run.stdout.splitlines()
+    status, perfdata = line.split(" | ")
+    assert status.startswith("HOTLINE-PROBE CRITICAL - 1 down: province; 1 degraded: police-110")
+    assert "'police-110_state'=1;1;2;0;2" in perfdata
+    assert "'grassroots_duration'=" in perfdata
+
+
+async def test_named_checks_and_exit_codes(topology: tuple[Simulator, Path]) -> None:
+    """Exit 0 when the named checks are up, 1 when one is degraded."""
+    _, config = topology
+    up = await probe("grassroots", "db-1", "-c", str(config), "--events", "off", env=ENV)
+    assert up.code == 0, up.stderr
+    assert "grassroots" in up.stdout
+    assert "police-110" not in up.stdout
+    degraded = await probe("police-110", "-c", str(config), "--events", "off", env=ENV)
+    assert degraded.code == 1
+    assert "DEGRADED" in degraded.stdout
+    assert "node-b" in degraded.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        ((), "say what to run"),
+        (("--all", "grassroots"), "not both"),
+        (("--bogus",), "unrecognized arguments"),
+        (("nonexistent",), "unknown check nonexistent"),
+        (("--all", "--concurrency", "0"), "--concurrency must be at least 1"),
+    ],
+)
+async def test_usage_errors_exit_3(
+    topology: tuple[Simulator, Path], args: tuple[str, ...], words: str
+) -> None:
+    """Bad arguments are UNKNOWN (3) for Nagios, with a message and no traceback."""
+    _, config = topology
+    run = await probe(*args, "-c", str(config), env=ENV)
+    assert run.code == 3
+    assert words in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+async def test_missing_secret_is_a_config_error(topology: tuple[Simulator, Path]) -> None:
+    """Without POLICE_TOKEN in the environment the run does not start: exit 3, named."""
+    _, config = topology
+    run = await probe("--all", "-c", str(config), env={"POLICE_TOKEN": ""})
+    assert run.code == 3
+    assert "checks[1].headers.Authorization" in run.stderr
+
+
+async def test_list_and_check_config(topology: tuple[Simulator, Path]) -> None:
+    """--list shows checks with nodes and titles; --check-config confirms and exits 0."""
+    _, config = topology
+    listed = await probe("--list", "-c", str(config), env=ENV)
+    assert listed.code == 0
+    assert "police-110  http  node-a, node-b" in listed.stdout
+    assert "110 接处警平台对接" in listed.stdout
+    checked = await probe("--check-config", "-c", str(config), env=ENV)
+    assert checked.code == 0
+    assert "OK, 4 checks (http, tcp)" in checked.stdout
+
+
+async def test_demo_shows_failover_and_exits() -> None:
+    """`probe demo` reports the 110 link degraded on node-b, then mends it, and exits 0."""
+    run = await probe("demo", "--rounds", "3", "--interval", "0")
+    assert run.code == 0, run.stderr
+    first, _, third = run.stdout.split("== round ")[1:4]
+    assert "police-110" in first
+    assert "failed over from node-a to node-b (connection_refused)" in first
+    assert "province-minhu: failed over from primary to standby (timeout)" in run.stdout
+    assert "tls_expired" in third
+    assert "DOWN" in third
