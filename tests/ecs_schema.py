@@ -14,7 +14,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "ecs" / "fields.json"
+FIELDS = Path(__file__).resolve().parent / "data" / "ecs_fields.json"
 OUTSIDE_ECS = ("monitor", "summary", "state", "hotline_probe")
 _DATE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?(Z|[+-]\d\d:\d\d)$")
 _TEXT = {"keyword", "wildcard", "match_only_text", "text", "constant_keyword", "ip"}
@@ -23,7 +23,7 @@ _NUMBER = {"long", "integer", "short", "byte", "float", "double", "scaled_float"
 
 @cache
 def ecs_fields() -> dict[str, dict[str, Any]]:
-    fields: dict[str, dict[str, Any]] = json.loads(SHARED.read_text())["fields"]
+    fields: dict[str, dict[str, Any]] = json.loads(FIELDS.read_text())["fields"]
     return fields
 
 
