@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -314,3 +315,69 @@ async def test_failover_across_real_nodes(sim: Simulator, ctx: ProbeContext) -> 
     assert [n.status for n in result.nodes] == [NodeStatus.DOWN, NodeStatus.UP]
     assert len(result.nodes[0].attempts) == 2
     assert b.requests == 1
+
+
+async def test_mutual_tls_presents_the_client_certificate(
+    ctx: ProbeContext, tmp_path: Path
+) -> None:
+    """With cert_file/key_file the check passes a server that demands a client certificate."""
+    import ssl
+
+    import trustme
+    from aiohttp import web
+
+    ca = trustme.CA()
+    server_cert = ca.issue_cert("127.0.0.1")
+    client_cert = ca.issue_cert("hotline-probe.ops.invalid")
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_cert.configure_cert(server_ctx)
+    ca.configure_trust(server_ctx)
+    server_ctx.verify_mode = ssl.CERT_REQUIRED
+    ca_file, client_file = tmp_path / "ca.pem", tmp_path / "client.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    client_cert.private_key_and_cert_chain_pem.write_to_path(str(client_file))
+
+    async def hello(request: web.Request) -> web.Response:
+        peer = request.transport.get_extra_info("peercert") if request.transport else None
+        return web.json_response({"status": "ok", "client": bool(peer)})
+
+    app = web.Application()
+    app.router.add_get("/", hello)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_ctx)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        nodes = f'[{{name: n, url: "https://127.0.0.1:{port}/"}}]'
+        with_cert = one_check(
+            "http",
+            nodes,
+            retries="{attempts: 1}",
+            tls=f"{{ca_file: {ca_file}, cert_file: {client_file}}}",
+            expect="{json: {client: true}}",
+        )
+        assert (await run_check(with_cert, ctx)).status is Status.UP
+        without = one_check("http", nodes, retries="{attempts: 1}", tls=f"{{ca_file: {ca_file}}}")
+        error_type, _ = error_of(await run_check(without, ctx))
+        assert error_type in (ErrorType.TLS, ErrorType.CONNECTION_RESET, ErrorType.PROTOCOL)
+    finally:
+        await runner.cleanup()
+
+
+async def test_memory_stays_bounded_on_an_endless_body(sim: Simulator, ctx: ProbeContext) -> None:
+    """Reading an endless body allocates about the body cap, not what the peer sends."""
+    import tracemalloc
+
+    peer = await sim.add_http("link", "n", mode=Mode.HUGE_BODY)
+    check = one_check(
+        "http", f'[{{name: n, url: "{peer.url}"}}]', retries="{attempts: 1}", max_body_bytes=2**20
+    )
+    tracemalloc.start()
+    try:
+        result = await run_check(check, ctx)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert error_of(result)[0] is ErrorType.BODY_TOO_LARGE
+    assert peak < 8 * 2**20
