@@ -72,6 +72,10 @@ class Defaults(Model):
     interval: Duration = 30.0
     timeout: Duration = 5.0
     retries: Retries = Retries()
+    confirm_after: int = Field(2, ge=1, le=100)
+    recover_after: int = Field(2, ge=1, le=100)
+    failback_after: int = Field(3, ge=1, le=100)
+    standby_interval: Duration = 120.0
 
 
 # --- nodes -------------------------------------------------------------------------
@@ -109,6 +113,12 @@ def _check_address(address: str) -> str:
     return address
 
 
+def _check_listen(listen: str) -> str:
+    if listen != "off":
+        split_address(listen)
+    return listen
+
+
 class Node(Model):
     name: Name
 
@@ -143,6 +153,16 @@ class CheckBase(Model):
     """Bound on one node's attempts and backoff; by default attempts x timeout + backoffs."""
     retries: Retries = Retries()
     tls: TlsOptions | None = None
+    confirm_after: int = Field(2, ge=1, le=100)
+    """Consecutive failed runs before the daemon calls the check (or a node) down."""
+    recover_after: int = Field(2, ge=1, le=100)
+    """Consecutive good runs before it is up again."""
+    failback_after: int = Field(3, ge=1, le=100)
+    """Consecutive good runs of the preferred node before traffic moves back to it."""
+    standby_interval: Duration = Field(120.0, gt=0)
+    """How often the daemon probes alternates that are not serving."""
+    depends_on: list[Name] = Field(default_factory=list)
+    """Checks this one needs (the forward proxy, say): while one is down, this is unreachable."""
     nodes: Sequence[Node]
     """Ordered: the first is preferred, the rest are alternates."""
 
@@ -293,6 +313,8 @@ class ProbeConfig(BaseSettings):
     checks: list[Check] = Field(min_length=1)
     concurrency: int = Field(200, ge=1, le=10_000)
     """How many checks run at once; the rest wait for a slot."""
+    listen: Annotated[str, AfterValidator(_check_listen)] = "127.0.0.1:9640"
+    """The daemon's HTTP endpoint (metrics, status, health); "off" disables it."""
 
     @classmethod
     def settings_customise_sources(
@@ -340,6 +362,21 @@ class ProbeConfig(BaseSettings):
             first[check.name] = index
         return checks
 
+    @field_validator("checks")
+    @classmethod
+    def _dependencies_resolve(cls, checks: list[CheckBase]) -> list[CheckBase]:
+        index = {check.name: i for i, check in enumerate(checks)}
+        for i, check in enumerate(checks):
+            for parent in check.depends_on:
+                if parent not in index:
+                    raise ValueError(f"checks[{i}].depends_on names unknown check {parent!r}")
+                if parent == check.name:
+                    raise ValueError(f"checks[{i}].depends_on names the check itself")
+        cycle = _find_cycle({c.name: c.depends_on for c in checks})
+        if cycle:
+            raise ValueError("depends_on forms a cycle: " + " -> ".join(cycle))
+        return checks
+
     def check(self, name: str) -> CheckBase:
         for check in self.checks:
             if check.name == name:
@@ -348,3 +385,27 @@ class ProbeConfig(BaseSettings):
 
 
 _INHERITED = frozenset(Defaults.model_fields)
+
+
+def _find_cycle(graph: dict[str, list[str]]) -> list[str]:
+    """One dependency cycle as a path (a -> b -> a), or an empty list."""
+    done: set[str] = set()
+    path: list[str] = []
+
+    def visit(name: str) -> list[str]:
+        if name in path:
+            return [*path[path.index(name):], name]
+        if name in done:
+            return []
+        path.append(name)
+        for parent in graph.get(name, ()):
+            if cycle := visit(parent):
+                return cycle
+        path.pop()
+        done.add(name)
+        return []
+
+    for name in graph:
+        if cycle := visit(name):
+            return cycle
+    return []
