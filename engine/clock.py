@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import heapq
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -54,4 +55,57 @@ class FakeClock:
     async def sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)
         self.advance(max(seconds, 0.0))
+        await asyncio.sleep(0)
+
+
+class ManualClock:
+    """Virtual time for schedules: ``sleep`` waits until a test calls ``advance``.
+
+    ``FakeClock`` jumps at every sleep, which suits one task retrying; a scheduler has
+    many tasks sleeping at once, so their wake-ups must be ordered on one timeline.
+    ``advance`` moves time forward wake-up by wake-up and lets the woken tasks run.
+    """
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self._mono = 1000.0
+        self._wall = start or datetime(2026, 1, 1, tzinfo=UTC)
+        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._seq = 0
+
+    def monotonic(self) -> float:
+        return self._mono
+
+    def now(self) -> datetime:
+        return self._wall
+
+    async def sleep(self, seconds: float) -> None:
+        if seconds <= 0:
+            await asyncio.sleep(0)
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._seq += 1
+        heapq.heappush(self._sleepers, (self._mono + seconds, self._seq, future))
+        await future
+
+    async def advance(self, seconds: float) -> None:
+        """Move time forward, waking sleepers in deadline order and letting them run."""
+        target = self._mono + seconds
+        while self._sleepers and self._sleepers[0][0] <= target:
+            deadline, _, future = heapq.heappop(self._sleepers)
+            self._move_to(deadline)
+            if not future.done():
+                future.set_result(None)
+            await settle()
+        self._move_to(target)
+        await settle()
+
+    def _move_to(self, mono: float) -> None:
+        if mono > self._mono:
+            self._wall += timedelta(seconds=mono - self._mono)
+            self._mono = mono
+
+
+async def settle(rounds: int = 50) -> None:
+    """Let every task that can run do so (woken sleepers, the tasks they start)."""
+    for _ in range(rounds):
         await asyncio.sleep(0)
