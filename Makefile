@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo test lint fmt bench clean
+.PHONY: venv deps demo test lint fmt bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,10 +15,13 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+deps: $(STAMP)  ## tools the tests drive: systemd-analyze, promtool/prometheus, rsyslog, hadolint
+	bash scripts/install-test-deps.sh $(VENV)
+
 demo: $(STAMP)  ## run the checks against the built-in loopback simulators
 	$(BIN)/probe demo
 
-test: $(STAMP)  ## the whole test suite
+test: deps  ## the whole test suite
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)  ## ruff and mypy --strict, as CI runs them

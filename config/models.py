@@ -97,13 +97,13 @@ def _check_http_url(url: str) -> str:
 _ADDRESS = re.compile(r"^(?:\[(?P<v6>[0-9a-fA-F:.]+)\]|(?P<host>[^:\[\]\s]+)):(?P<port>\d{1,5})$")
 
 
-def split_address(address: str) -> tuple[str, int]:
-    """``host:port`` or ``[v6]:port`` into its parts."""
+def split_address(address: str, *, any_port: bool = False) -> tuple[str, int]:
+    """``host:port`` or ``[v6]:port`` into its parts; ``any_port`` admits port 0."""
     match = _ADDRESS.match(address)
     if not match:
         raise ValueError("address must be host:port (IPv6 as [addr]:port)")
     port = int(match.group("port"))
-    if not 0 < port < 65536:
+    if not (0 if any_port else 1) <= port < 65536:
         raise ValueError("port must be between 1 and 65535")
     return match.group("v6") or match.group("host"), port
 
@@ -115,7 +115,7 @@ def _check_address(address: str) -> str:
 
 def _check_listen(listen: str) -> str:
     if listen != "off":
-        split_address(listen)
+        split_address(listen, any_port=True)  # port 0: the OS picks (tests)
     return listen
 
 
@@ -394,7 +394,7 @@ def _find_cycle(graph: dict[str, list[str]]) -> list[str]:
 
     def visit(name: str) -> list[str]:
         if name in path:
-            return [*path[path.index(name):], name]
+            return [*path[path.index(name) :], name]
         if name in done:
             return []
         path.append(name)

