@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         return _main(args_list)
     except KeyboardInterrupt:
         print("probe: interrupted", file=sys.stderr)
-        return 130
+        return UNKNOWN  # Nagios: nothing was judged
     except Exception as exc:  # the last line of defence: a message, never a traceback
         if os.environ.get("PROBE_DEBUG"):
             raise
@@ -168,7 +168,7 @@ def run(
     names: list[str] | None = None,
     concurrency: int | None = None,
     events: bool = True,
-    scrub: Callable[[str], str] | None = None,
+    scrub: Callable[[str], str],
 ) -> list[CheckResult]:
     """Run checks once on a fresh event loop (uvloop where installed) and return results."""
     from engine.runner import OnResult, run_all
@@ -176,12 +176,10 @@ def run(
 
     on_result: OnResult | None = None
     if events:
-        from config import secret_values
         from events import log
         from events.ecs import check_event, failover_event
-        from events.redact import Scrubber
 
-        log.configure(scrubber=scrub or Scrubber(secret_values(config)))
+        log.configure(scrubber=scrub)
 
         def on_result(result: CheckResult) -> None:
             log.emit(check_event(result))

@@ -9,6 +9,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 
+def rfc3339(moment: datetime) -> str:
+    """UTC with milliseconds and a Z, the form ECS ``@timestamp`` and our JSON use."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 class Clock(Protocol):
     def monotonic(self) -> float:
         """Seconds on a clock that never goes back; for durations and deadlines."""

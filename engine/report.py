@@ -10,7 +10,9 @@ import unicodedata
 from collections.abc import Sequence
 from typing import Any
 
+from engine.clock import rfc3339
 from engine.result import Attempt, CheckResult, NodeResult, Status
+from probes.base import ErrorType
 
 # Nagios plugin exit codes.
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
@@ -25,13 +27,22 @@ def overall(results: Sequence[CheckResult]) -> Status:
 
 
 def exit_code(results: Sequence[CheckResult]) -> int:
-    """0 all up, 1 degraded or a warning (a certificate near expiry), 2 anything down."""
-    status = overall(results)
-    if status is Status.DOWN:
+    """0 all up, 1 degraded or a warning (a certificate near expiry), 2 anything down,
+    3 when a check could not be judged because a probe failed internally."""
+    down = [r for r in results if r.status is Status.DOWN]
+    if any(not _unjudged(r) for r in down):
         return CRITICAL
-    if status is Status.DEGRADED or any(r.warnings for r in results):
+    if down:
+        return UNKNOWN
+    if overall(results) is Status.DEGRADED or any(r.warnings for r in results):
         return WARNING
     return OK
+
+
+def _unjudged(result: CheckResult) -> bool:
+    """Down only because probes crashed: that says nothing about the link."""
+    errors = [n.error for n in result.nodes if n.error is not None]
+    return bool(errors) and all(e.type is ErrorType.INTERNAL for e in errors)
 
 
 def _ms(seconds: float) -> float:
@@ -72,18 +83,21 @@ def check_document(result: CheckResult) -> dict[str, Any]:
         "kind": result.kind,
         "status": str(result.status),
         "active_node": result.active_node,
-        "started_at": result.started_at.isoformat(timespec="milliseconds"),
+        "started_at": rfc3339(result.started_at),
         "duration_ms": _ms(result.duration),
         "warnings": list(result.warnings),
         "nodes": [_node(n) for n in result.nodes],
     }
 
 
+def counts(results: Sequence[CheckResult]) -> dict[str, int]:
+    return {str(s): sum(r.status is s for r in results) for s in Status}
+
+
 def document(results: Sequence[CheckResult]) -> dict[str, Any]:
-    counts = {str(s): sum(r.status is s for r in results) for s in Status}
     return {
         "status": str(overall(results)),
-        "counts": counts,
+        "counts": counts(results),
         "checks": [check_document(r) for r in results],
     }
 
@@ -140,12 +154,12 @@ def table(results: Sequence[CheckResult], *, color: bool = False) -> str:
         if color and row is not header:
             cells[3] = _COLORS.get(row[3], "") + cells[3] + "\033[0m"
         lines.append("  ".join([*cells, row[-1]]).rstrip())
-    counts = document(results)["counts"]
+    tally = counts(results)
     slowest = max((r.duration for r in results), default=0.0)
     lines.append("")
     lines.append(
-        f"{len(results)} checks: {counts['up']} up, {counts['degraded']} degraded, "
-        f"{counts['down']} down (slowest check {slowest:.2f} s)"
+        f"{len(results)} checks: {tally['up']} up, {tally['degraded']} degraded, "
+        f"{tally['down']} down (slowest check {slowest:.2f} s)"
     )
     return "\n".join(lines)
 
@@ -174,6 +188,7 @@ def nagios(results: Sequence[CheckResult]) -> str:
         groups.append(f"warnings: {', '.join(warned)}")
     perfdata = []
     for r in results:
-        perfdata.append(f"'{r.name}_state'={_STATE_VALUE[r.status]};1;2;0;2")
+        # Nagios ranges: warn when above 0 (degraded), critical when above 1 (down).
+        perfdata.append(f"'{r.name}_state'={_STATE_VALUE[r.status]};0;1;0;2")
         perfdata.append(f"'{r.name}_duration'={r.duration:.3f}s;;;0")
     return f"HOTLINE-PROBE {_NAGIOS_WORD[code]} - {'; '.join(groups)} | {' '.join(perfdata)}"

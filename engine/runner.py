@@ -17,7 +17,18 @@ from engine.clock import Clock
 from engine.result import Attempt, CheckResult, NodeResult, NodeStatus, Status
 from events.redact import redact_url
 from probes import PROBES
-from probes.base import ErrorType, Observation, Probe, ProbeContext, ProbeError, ProbeFailure
+from probes.base import (
+    ErrorType,
+    Observation,
+    Probe,
+    ProbeContext,
+    ProbeError,
+    ProbeFailure,
+    one_line,
+    phases_from,
+    recording,
+    unfinished,
+)
 
 if TYPE_CHECKING:
     from tenacity import RetryCallState
@@ -125,23 +136,41 @@ async def _attempt(
 ) -> tuple[Attempt, Observation | None]:
     clock = ctx.clock
     started = clock.monotonic()
+    marks: dict[str, float] = {}
     try:
-        async with asyncio.timeout(budget):
-            observation = await probe(check, node, ctx)
+        with recording(marks):
+            async with asyncio.timeout(budget):
+                observation = await probe(check, node, ctx)
     except TimeoutError:
-        error = ProbeError(ErrorType.TIMEOUT, f"no answer within {_human(budget)}")
-        return Attempt(number, clock.monotonic() - started, error), None
+        error = _timeout_error(marks, budget)
+        return Attempt(number, clock.monotonic() - started, error, phases_from(marks)), None
     except ProbeFailure as failure:
+        phases = failure.phases or phases_from(marks)
         return Attempt(
-            number, clock.monotonic() - started, failure.error, failure.phases, failure.details
+            number, clock.monotonic() - started, failure.error, phases, failure.details
         ), None
     except Exception as exc:  # a probe bug must cost one attempt, never the run
-        error = ProbeError(ErrorType.INTERNAL, f"probe crashed: {type(exc).__name__}: {exc}")
+        error = ProbeError(
+            ErrorType.INTERNAL, one_line(f"probe crashed: {type(exc).__name__}: {exc}")
+        )
         return Attempt(number, clock.monotonic() - started, error), None
-    attempt = Attempt(
-        number, clock.monotonic() - started, None, observation.phases, observation.details
-    )
+    measured = observation.phases or phases_from(marks)
+    attempt = Attempt(number, clock.monotonic() - started, None, measured, observation.details)
     return attempt, observation
+
+
+def _timeout_error(marks: dict[str, float], budget: float) -> ProbeError:
+    """Name the phase that hung: a lookup that never answers is a DNS problem."""
+    limit = _human(budget)
+    match unfinished(marks):
+        case ("resolve", _):
+            return ProbeError(ErrorType.DNS, f"name lookup gave no answer within {limit}")
+        case (_, waiting_for):
+            return ProbeError(
+                ErrorType.TIMEOUT, f"no answer within {limit}, waiting for {waiting_for}"
+            )
+        case None:
+            return ProbeError(ErrorType.TIMEOUT, f"no answer within {limit}")
 
 
 def _human(seconds: float) -> str:

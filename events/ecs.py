@@ -1,17 +1,17 @@
 """Check results as ECS 8.x documents with Elastic Heartbeat's monitor/summary names.
 
 Fields outside ECS and Heartbeat live under ``hotline_probe.*`` so they never collide
-with a SIEM's ECS mapping. docs/events.md describes every field.
+with a SIEM's ECS mapping. tests/ecs_schema.py validates every event the tests produce.
 """
 
 from __future__ import annotations
 
 import functools
 import socket
-from datetime import UTC, datetime
 from typing import Any
 
-from engine.result import CheckResult, NodeResult, NodeStatus, Status
+from engine.clock import rfc3339
+from engine.result import CheckResult, NodeResult, Status
 from probes.base import ProbeError
 
 ECS_VERSION = "8.11.0"
@@ -37,9 +37,7 @@ def observer() -> dict[str, Any]:
     }
 
 
-def iso(moment: datetime) -> str:
-    """RFC 3339 in UTC with milliseconds, as ECS ``@timestamp`` wants."""
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+iso = rfc3339
 
 
 def timestamp(result: CheckResult) -> str:
@@ -72,16 +70,15 @@ def check_event(result: CheckResult) -> dict[str, Any]:
             "check_group": result.check_group,
             "duration": {"us": int(result.duration * 1e6)},
         },
-        "summary": {
-            "up": sum(n.status is NodeStatus.UP for n in result.nodes),
-            "down": sum(n.status is NodeStatus.DOWN for n in result.nodes),
-            "attempt": total_attempts,
-        },
+        # Heartbeat's meaning: the monitor as a whole. A degraded link is up (an
+        # alternate serves it); dashboards read summary.down > 0 as an outage.
+        "summary": {"up": 0 if failed else 1, "down": 1 if failed else 0},
         "service": {"name": result.name, "node": {"name": node.name}},
         "observer": observer(),
         "hotline_probe": {
             "status": str(result.status),
             "active_node": result.active_node,
+            "attempts": total_attempts,
             "nodes": [node_summary(n) for n in result.nodes],
         },
     }

@@ -7,13 +7,16 @@ for every kind.
 
 from __future__ import annotations
 
+import contextlib
 import ssl
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from engine.clock import Clock, SystemClock
+from probes.resolve import Resolver
 
 if TYPE_CHECKING:
     import aiohttp
@@ -62,6 +65,15 @@ class ProbeError:
         return self.type not in _FINAL
 
 
+_MAX_MESSAGE = 300
+
+
+def one_line(text: str, limit: int = _MAX_MESSAGE) -> str:
+    """Messages from peers and parsers end up in tables and syslog lines: one line, capped."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
 class ProbeFailure(Exception):
     """Raised by a probe for a classified failure; carries what was measured before it."""
 
@@ -73,6 +85,7 @@ class ProbeFailure(Exception):
         phases: Mapping[str, float] | None = None,
         details: Mapping[str, Any] | None = None,
     ) -> None:
+        message = one_line(message)
         super().__init__(message)
         self.error = ProbeError(type, message)
         self.phases = dict(phases or {})
@@ -93,6 +106,58 @@ class Observation:
     warnings: tuple[str, ...] = ()
 
 
+# --- phase marks ---------------------------------------------------------------------
+
+# The boundaries of the running attempt's phases: the probe marks them, the runner reads
+# them, also when the attempt is cut by its timeout. That is how a hang is placed: in
+# the name lookup it is a dns failure; elsewhere "during connect" says more than
+# "no answer". One dict per attempt, reached through a context variable because aiohttp's
+# tracing hooks and the probe share the attempt's task, not its arguments.
+_attempt_marks: ContextVar[dict[str, float] | None] = ContextVar(
+    "hotline_probe_attempt_marks", default=None
+)
+
+# (phase, start mark, end mark, what it waits for): blackbox_exporter's phase names.
+SPANS = (
+    ("resolve", "dns_start", "dns_end", "the name lookup"),
+    ("connect", "connect_start", "connect_end", "the connection"),
+    ("tls", "tls_start", "tls_end", "the TLS handshake"),
+    ("processing", "sent", "first_byte", "the first byte of the answer"),
+    ("transfer", "first_byte", "end", "the rest of the answer"),
+)
+
+
+def attempt_marks() -> dict[str, float]:
+    """The current attempt's marks (a fresh dict outside an attempt, as in unit tests)."""
+    marks = _attempt_marks.get()
+    return marks if marks is not None else {}
+
+
+@contextlib.contextmanager
+def recording(marks: dict[str, float]) -> Iterator[None]:
+    token = _attempt_marks.set(marks)
+    try:
+        yield
+    finally:
+        _attempt_marks.reset(token)
+
+
+def phases_from(marks: Mapping[str, float]) -> dict[str, float]:
+    return {
+        name: marks[end] - marks[start]
+        for name, start, end, _ in SPANS
+        if start in marks and end in marks
+    }
+
+
+def unfinished(marks: Mapping[str, float]) -> tuple[str, str] | None:
+    """The phase that was running when the attempt ended: (name, what it waited for)."""
+    for name, start, end, waiting_for in reversed(SPANS):
+        if start in marks and end not in marks:
+            return name, waiting_for
+    return None
+
+
 class ProbeContext:
     """The I/O a probe may use: the clock, the shared HTTP session, TLS contexts.
 
@@ -104,13 +169,14 @@ class ProbeContext:
         self.clock: Clock = clock or SystemClock()
         self._session: aiohttp.ClientSession | None = None
         self._ssl: dict[TlsOptions | None, ssl.SSLContext] = {}
+        self.resolver = Resolver()
 
     @property
     def session(self) -> aiohttp.ClientSession:
         if self._session is None:
             from probes.http import new_session  # the session exists for HTTP probes
 
-            self._session = new_session()
+            self._session = new_session(self.resolver)
         return self._session
 
     def ssl_context(self, options: TlsOptions | None) -> ssl.SSLContext:

@@ -5,98 +5,122 @@ from __future__ import annotations
 import errno
 import json
 import ssl
+import zlib
 from contextvars import ContextVar
 from typing import Any
 
 import aiohttp
 
 from config.models import HttpCheck, HttpExpect, HttpNode
-from probes.base import ErrorType, Observation, ProbeContext, ProbeFailure
+from probes.base import ErrorType, Observation, ProbeContext, ProbeFailure, attempt_marks
+from probes.resolve import AiohttpResolver, Resolver
 from probes.tls_common import inspect_certificate, ssl_failure
 
 _CHUNK = 64 * 1024
 
 
 async def probe(check: HttpCheck, node: HttpNode, ctx: ProbeContext) -> Observation:
-    marks: dict[str, float] = {"start": ctx.clock.monotonic()}
+    marks = attempt_marks()
+    marks["start"] = ctx.clock.monotonic()
     https = node.url.startswith("https:")
+    # A redirect may lead from http to https: verify there too, with the check's CA.
+    tls = ctx.ssl_context(check.tls) if https or check.follow_redirects else False
     seen: dict[str, Any] = {}
     token = _connection_facts.set(seen)
     try:
         async with ctx.session.request(
             check.method,
             node.url,
-            headers={name: value.get_secret_value() for name, value in check.headers.items()},
+            headers=_headers(check),
             data=check.body.encode() if check.body is not None else None,
-            ssl=ctx.ssl_context(check.tls) if https else False,
+            ssl=tls,
             server_hostname=check.tls.server_name if https and check.tls else None,
             allow_redirects=check.follow_redirects,
             trace_request_ctx={"clock": ctx.clock, "marks": marks},
         ) as response:
-            marks["headers"] = ctx.clock.monotonic()
+            marks["first_byte"] = ctx.clock.monotonic()
             peercert = seen.get("peercert")
             details, warnings = inspect_certificate(peercert, check.tls, ctx.clock.now())
-            body = await _read_body(response, check.max_body_bytes, _phases(marks))
+            body = await _read_body(response, check.max_body_bytes)
             marks["end"] = ctx.clock.monotonic()
             status, version = response.status, response.version
     except ProbeFailure:
         raise
     except aiohttp.ClientConnectorCertificateError as exc:
-        raise ssl_failure(exc.certificate_error, phases=_phases(marks)) from None
+        raise ssl_failure(exc.certificate_error) from None
     except aiohttp.ClientConnectorSSLError as exc:
-        cause = exc.os_error if isinstance(exc.os_error, ssl.SSLError) else exc
-        raise ssl_failure(cause, phases=_phases(marks)) from None
+        raise ssl_failure(exc.os_error if isinstance(exc.os_error, ssl.SSLError) else exc) from None
     except ssl.SSLError as exc:
-        raise ssl_failure(exc, phases=_phases(marks)) from None
+        raise ssl_failure(exc) from None
     except aiohttp.ClientError as exc:
-        raise _classify(exc, _phases(marks)) from None
+        raise _classify(exc) from None
     finally:
         _connection_facts.reset(token)
 
-    phases = _phases(marks)
     details |= {"status_code": status, "body_bytes": len(body)}
     if version is not None:
         details["http_version"] = f"{version.major}.{version.minor}"
-    _judge(check.expect, status, body, marks["end"] - marks["start"], phases, details)
-    return Observation(phases=phases, details=details, warnings=warnings)
+    _judge(check.expect, status, body, marks["end"] - marks["start"], details)
+    return Observation(details=details, warnings=warnings)
 
 
-async def _read_body(
-    response: aiohttp.ClientResponse, limit: int, phases: dict[str, float]
-) -> bytes:
+def _headers(check: HttpCheck) -> dict[str, str]:
+    headers = {name: value.get_secret_value() for name, value in check.headers.items()}
+    if not any(name.lower() == "accept-encoding" for name in headers):
+        # The body cap counts bytes after decompression (see _read_body); asking for an
+        # uncompressed answer keeps the two the same for well-behaved servers.
+        headers["Accept-Encoding"] = "identity"
+    return headers
+
+
+async def _read_body(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    """At most ``limit`` bytes of body, decompressed; never more in memory than that.
+
+    The session does not decompress (a 30 KB gzip bomb inflates to gigabytes), so gzip
+    and deflate are inflated here, chunk by chunk, with the cap applied to the output.
+    """
     declared = response.content_length
+    encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
     if declared is not None and declared > limit:
         raise ProbeFailure(
             ErrorType.BODY_TOO_LARGE,
             f"body of {declared} bytes announced, the check reads at most {limit}",
-            phases=phases,
         )
-    if declared is not None:
+    inflater = zlib.decompressobj(wbits=47) if encoding in _COMPRESSED else None
+    if inflater is None and declared is not None:
         return await response.read()  # aiohttp stops at Content-Length, already under the cap
     chunks: list[bytes] = []
     size = 0
-    async for chunk in response.content.iter_chunked(_CHUNK):
+    async for raw in response.content.iter_chunked(_CHUNK):
+        try:
+            chunk = inflater.decompress(raw, limit + 1 - size) if inflater else raw
+        except zlib.error as exc:
+            raise ProbeFailure(ErrorType.PROTOCOL, f"{encoding} body is corrupt: {exc}") from None
         size += len(chunk)
-        if size > limit:
-            raise ProbeFailure(
-                ErrorType.BODY_TOO_LARGE,
-                f"body exceeds {limit} bytes, the most the check reads",
-                phases=phases,
-            )
+        if size > limit or (inflater is not None and inflater.unconsumed_tail):
+            raise _too_large(limit)
         chunks.append(chunk)
+    if inflater is not None:
+        chunks.append(tail := inflater.flush())
+        if size + len(tail) > limit:
+            raise _too_large(limit)
     return b"".join(chunks)
 
 
+def _too_large(limit: int) -> ProbeFailure:
+    return ProbeFailure(
+        ErrorType.BODY_TOO_LARGE, f"body exceeds {limit} bytes, the most the check reads"
+    )
+
+
+_COMPRESSED = frozenset({"gzip", "x-gzip", "deflate"})
+
+
 def _judge(
-    expect: HttpExpect,
-    status: int,
-    body: bytes,
-    elapsed: float,
-    phases: dict[str, float],
-    details: dict[str, Any],
+    expect: HttpExpect, status: int, body: bytes, elapsed: float, details: dict[str, Any]
 ) -> None:
     def fail(kind: ErrorType, message: str) -> ProbeFailure:
-        return ProbeFailure(kind, message, phases=phases, details=details)
+        return ProbeFailure(kind, message, details=details)
 
     if expect.status and status not in expect.status:
         wanted = ", ".join(map(str, expect.status))
@@ -147,28 +171,12 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _phases(marks: dict[str, float]) -> dict[str, float]:
-    """blackbox_exporter's phase names; TLS is inside ``connect`` (aiohttp does both at once)."""
-    phases: dict[str, float] = {}
-    spans = (
-        ("resolve", "dns_start", "dns_end"),
-        ("connect", "connect_start", "connect_end"),
-        ("processing", "sent", "headers"),
-        ("transfer", "headers", "end"),
-    )
-    for name, start, end in spans:
-        if start in marks and end in marks:
-            phases[name] = marks[end] - marks[start]
-    return phases
-
-
 _RESET = {errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED}
 _UNREACHABLE = {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EADDRNOTAVAIL}
 
 
-def _classify(exc: aiohttp.ClientError, phases: dict[str, float]) -> ProbeFailure:
-    def failure(kind: ErrorType, message: str) -> ProbeFailure:
-        return ProbeFailure(kind, message, phases=phases)
+def _classify(exc: aiohttp.ClientError) -> ProbeFailure:
+    failure = ProbeFailure
 
     if isinstance(exc, aiohttp.ClientConnectorDNSError):
         return failure(ErrorType.DNS, f"cannot resolve {exc.host}: {exc.os_error.strerror}")
@@ -225,8 +233,9 @@ class _Connector(aiohttp.TCPConnector):
         return protocol
 
 
-def new_session() -> aiohttp.ClientSession:
+def new_session(resolver: Resolver) -> aiohttp.ClientSession:
     connector = _Connector(
+        resolver=AiohttpResolver(resolver),
         # A monitor must see the connect and the handshake every time; a pooled
         # connection would hide a node whose listener died an hour ago.
         force_close=True,
@@ -243,6 +252,8 @@ def new_session() -> aiohttp.ClientSession:
         cookie_jar=aiohttp.DummyCookieJar(),  # no state leaks from one check into another
         trust_env=False,  # proxies are configured per check, never picked up by surprise
         trace_configs=[_trace_config()],
+        # Decompression happens in _read_body, under the body cap.
+        auto_decompress=False,
     )
 
 

@@ -11,7 +11,7 @@ import ipaddress
 import socket
 import ssl
 
-from probes.base import ErrorType, ProbeContext, ProbeFailure
+from probes.base import ErrorType, ProbeContext, ProbeFailure, attempt_marks
 from probes.tls_common import ssl_failure
 
 Stream = tuple[asyncio.StreamReader, asyncio.StreamWriter]
@@ -29,12 +29,12 @@ async def open_stream(
     host: str,
     port: int,
     ctx: ProbeContext,
-    marks: dict[str, float],
     *,
     tls: ssl.SSLContext | None = None,
     server_name: str | None = None,
 ) -> Stream:
-    """Resolve, connect, then shake hands; ``marks`` receives the phase boundaries."""
+    """Resolve, connect, then shake hands, marking each phase's boundaries."""
+    marks = attempt_marks()
     addresses = await _resolve(host, port, ctx, marks)
     where = f"{host}:{port}"
     marks["connect_start"] = ctx.clock.monotonic()
@@ -47,7 +47,7 @@ async def open_stream(
             last = exc
     else:
         assert last is not None
-        raise _os_failure(last, where, phases(marks)) from None
+        raise _os_failure(last, where) from None
     marks["connect_end"] = ctx.clock.monotonic()
     if tls is None:
         return reader, writer
@@ -56,10 +56,10 @@ async def open_stream(
         await writer.start_tls(tls, server_hostname=server_name or host)
     except ssl.SSLError as exc:
         writer.transport.abort()
-        raise ssl_failure(exc, phases=phases(marks)) from None
+        raise ssl_failure(exc) from None
     except OSError as exc:
         writer.transport.abort()
-        raise _os_failure(exc, where, phases(marks), during="during the TLS handshake") from None
+        raise _os_failure(exc, where, during="during the TLS handshake") from None
     marks["tls_end"] = ctx.clock.monotonic()
     return reader, writer
 
@@ -75,37 +75,19 @@ async def _resolve(
         return [(socket.AF_INET6 if literal.version == 6 else socket.AF_INET, host)]
     marks["dns_start"] = ctx.clock.monotonic()
     try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        infos = await ctx.resolver.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
-        raise ProbeFailure(
-            ErrorType.DNS, f"cannot resolve {host}: {exc.strerror}", phases=phases(marks)
-        ) from None
+        raise ProbeFailure(ErrorType.DNS, f"cannot resolve {host}: {exc.strerror}") from None
     marks["dns_end"] = ctx.clock.monotonic()
     return [(family, str(sockaddr[0])) for family, _, _, _, sockaddr in infos]
 
 
-def _os_failure(
-    exc: OSError, where: str, measured: dict[str, float], during: str = ""
-) -> ProbeFailure:
+def _os_failure(exc: OSError, where: str, during: str = "") -> ProbeFailure:
     kind, text = _FAILURES.get(exc.errno or 0, (ErrorType.CONNECTION, "cannot connect to"))
     message = f"{text} {where}" + (f" {during}" if during else "")
     if kind is ErrorType.CONNECTION and exc.errno not in _FAILURES:
         message += f": {exc.strerror or exc}"
-    return ProbeFailure(kind, message, phases=measured)
-
-
-def phases(marks: dict[str, float]) -> dict[str, float]:
-    spans = (
-        ("resolve", "dns_start", "dns_end"),
-        ("connect", "connect_start", "connect_end"),
-        ("tls", "tls_start", "tls_end"),
-        ("processing", "sent", "reply"),
-    )
-    return {
-        name: marks[end] - marks[start]
-        for name, start, end in spans
-        if start in marks and end in marks
-    }
+    return ProbeFailure(kind, message)
 
 
 def close(writer: asyncio.StreamWriter) -> None:

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 from config.models import AddressNode, TlsCheck
 from probes.base import Observation, ProbeContext
-from probes.net import close, open_stream, phases
+from probes.net import close, open_stream
 from probes.tls_common import inspect_certificate
 
 
 async def probe(check: TlsCheck, node: AddressNode, ctx: ProbeContext) -> Observation:
-    marks: dict[str, float] = {}
     server_name = (check.tls.server_name if check.tls else None) or node.host
     _, writer = await open_stream(
         node.host,
         node.port,
         ctx,
-        marks,
         tls=ctx.ssl_context(check.tls),
         server_name=server_name,
     )
@@ -27,4 +25,4 @@ async def probe(check: TlsCheck, node: AddressNode, ctx: ProbeContext) -> Observ
         details |= {"tls_version": ssl_object.version(), "tls_cipher": ssl_object.cipher()[0]}
     finally:
         close(writer)
-    return Observation(phases=phases(marks), details=details, warnings=warnings)
+    return Observation(details=details, warnings=warnings)

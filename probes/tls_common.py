@@ -16,14 +16,14 @@ _CERT_HAS_EXPIRED = 10
 _DEFAULT_OPTIONS = TlsOptions()
 
 
-def ssl_failure(exc: Exception, *, phases: dict[str, float] | None = None) -> ProbeFailure:
+def ssl_failure(exc: Exception) -> ProbeFailure:
     if isinstance(exc, ssl.SSLCertVerificationError):
         if exc.verify_code == _CERT_HAS_EXPIRED:
-            return ProbeFailure(ErrorType.TLS_EXPIRED, "certificate has expired", phases=phases)
+            return ProbeFailure(ErrorType.TLS_EXPIRED, "certificate has expired")
         reason = exc.verify_message or exc.reason or "certificate verify failed"
-        return ProbeFailure(ErrorType.TLS, f"certificate not trusted: {reason}", phases=phases)
+        return ProbeFailure(ErrorType.TLS, f"certificate not trusted: {reason}")
     reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or str(exc)
-    return ProbeFailure(ErrorType.TLS, f"TLS handshake failed: {reason}", phases=phases)
+    return ProbeFailure(ErrorType.TLS, f"TLS handshake failed: {reason}")
 
 
 def inspect_certificate(

@@ -119,7 +119,11 @@ async def test_post_sends_body_and_headers(mocked: aioresponses, ctx: ProbeConte
     (_, url), calls = next(iter(mocked.requests.items()))
     assert str(url) == URL
     assert calls[0].kwargs["data"] == b"<soap/>"
-    assert calls[0].kwargs["headers"] == {"SOAPAction": "urn:hb", "X-Token": "canary-77"}
+    assert calls[0].kwargs["headers"] == {
+        "SOAPAction": "urn:hb",
+        "X-Token": "canary-77",
+        "Accept-Encoding": "identity",
+    }
 
 
 def _connector_error(code: int) -> aiohttp.ClientConnectorError:

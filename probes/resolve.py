@@ -1,0 +1,100 @@
+"""Name lookups that cannot starve each other or hold the process at exit.
+
+``getaddrinfo`` blocks a thread until the resolver answers, which for a dead DNS server
+is the resolver's full timeout. On the event loop's shared pool (four threads under
+uvloop) a handful of such lookups would make every other check wait, and time out, for
+a fault that is not theirs; and ``asyncio.run`` would wait for the stuck threads before
+exiting. Each lookup here gets its own daemon thread, at most ``limit`` at once; a probe
+that times out stops waiting, and the thread finishes or dies with the process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import threading
+from typing import Any
+
+from aiohttp.abc import AbstractResolver, ResolveResult
+
+AddrInfo = list[tuple[Any, ...]]
+
+
+class Resolver:
+    def __init__(self, limit: int = 64) -> None:
+        self._limit = limit
+        self._slots: asyncio.Semaphore | None = None  # made on first use, in the loop
+
+    async def getaddrinfo(
+        self,
+        host: str,
+        port: int,
+        *,
+        family: int = 0,
+        type: int = socket.SOCK_STREAM,
+        flags: int = 0,
+    ) -> AddrInfo:
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self._limit)
+        async with self._slots:
+            loop = asyncio.get_running_loop()
+            future: asyncio.Future[AddrInfo] = loop.create_future()
+
+            def lookup() -> None:
+                try:
+                    infos = socket.getaddrinfo(host, port, family, type, 0, flags)
+                except BaseException as exc:  # handed to the waiting probe, not lost
+                    _deliver(loop, future, None, exc)
+                else:
+                    _deliver(loop, future, infos, None)
+
+            threading.Thread(target=lookup, name=f"dns {host}", daemon=True).start()
+            return await future
+
+
+def _deliver(
+    loop: asyncio.AbstractEventLoop,
+    future: asyncio.Future[AddrInfo],
+    infos: AddrInfo | None,
+    exc: BaseException | None,
+) -> None:
+    def settle() -> None:
+        if future.done():  # the probe gave up waiting (timeout)
+            return
+        if exc is not None:
+            future.set_exception(exc)
+        else:
+            future.set_result(infos or [])
+
+    with contextlib.suppress(RuntimeError):  # the loop closed while the lookup ran
+        loop.call_soon_threadsafe(settle)
+
+
+class AiohttpResolver(AbstractResolver):
+    """aiohttp's resolver interface over ``Resolver``."""
+
+    def __init__(self, resolver: Resolver) -> None:
+        self._resolver = resolver
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        infos = await self._resolver.getaddrinfo(
+            host, port, family=family, flags=socket.AI_ADDRCONFIG
+        )
+        return [
+            ResolveResult(
+                hostname=host,
+                host=address[0],
+                port=address[1],
+                family=info_family,
+                proto=proto,
+                flags=socket.AI_NUMERICHOST | socket.AI_NUMERICSERV,
+            )
+            for info_family, _, proto, _, address in infos
+            if info_family in (socket.AF_INET, socket.AF_INET6)
+        ]
+
+    async def close(self) -> None:
+        pass
