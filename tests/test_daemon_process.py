@@ -13,7 +13,6 @@ import os
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
@@ -46,10 +45,10 @@ class Probed:
     b: SimHttpNode
     seen: list[str]
 
-    async def message(self, wanted: Callable[[str], bool], timeout: float = 15) -> str:
+    async def message(self, wanted: Callable[[str], bool], within: float = 15) -> str:
         """Wait for a notify datagram that satisfies ``wanted``."""
         loop = asyncio.get_running_loop()
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(within):
             while True:
                 text = (await loop.sock_recv(self.notify, 4096)).decode()
                 self.seen.append(text)
@@ -224,4 +223,4 @@ scrape_configs:
         assert targets[0]["health"] == "up", targets
     finally:
         server.terminate()
-        server.wait(timeout=10)
+        await asyncio.wait_for(server.wait(), 10)
