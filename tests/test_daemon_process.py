@@ -63,13 +63,15 @@ class Probed:
             return response.status, await response.text()
 
     async def wait_status(
-        self, check: str, predicate: Callable[[dict[str, Any]], bool], timeout: float = 15
+        self, check: str, predicate: Callable[[dict[str, Any]], bool], within: float = 15
     ) -> dict[str, Any]:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(within):
             while True:
                 code, text = await self.get("/status")
                 if code == 200:
-                    entry = next(c for c in json.loads(text)["checks"] if c["name"] == check)
+                    entry: dict[str, Any] = next(
+                        c for c in json.loads(text)["checks"] if c["name"] == check
+                    )
                     if predicate(entry):
                         return entry
                 await asyncio.sleep(0.1)
@@ -173,17 +175,17 @@ async def test_metrics_pass_promtool_and_a_real_prometheus_scrapes_them(
     await probed.message(lambda m: "READY=1" in m)
     await asyncio.sleep(0.5)  # a run or two, so every metric family has samples
     _, metrics = await probed.get("/metrics")
-    lint = subprocess.run(
-        [promtool, "check", "metrics"],
-        input=metrics,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
+    lint = await asyncio.create_subprocess_exec(
+        promtool,
+        "check",
+        "metrics",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
     )
-    assert lint.returncode == 0, lint.stdout + lint.stderr
-    assert lint.stdout.strip() == ""
-    assert lint.stderr.strip() == ""
+    said, _ = await asyncio.wait_for(lint.communicate(metrics.encode()), 30)
+    assert lint.returncode == 0, said.decode()
+    assert said.decode().strip() == ""
 
     web_port = free_port()
     (tmp_path / "prometheus.yml").write_text(f"""
@@ -192,15 +194,13 @@ scrape_configs:
   - job_name: hotline-probe
     static_configs: [{{targets: ["127.0.0.1:{probed.port}"]}}]
 """)
-    server = subprocess.Popen(
-        [
-            prometheus,
-            f"--config.file={tmp_path / 'prometheus.yml'}",
-            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{web_port}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    server = await asyncio.create_subprocess_exec(
+        prometheus,
+        f"--config.file={tmp_path / 'prometheus.yml'}",
+        f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+        f"--web.listen-address=127.0.0.1:{web_port}",
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
     )
     try:
         api = f"http://127.0.0.1:{web_port}/api/v1"
