@@ -286,3 +286,36 @@ async def test_shutdown_sends_stopping(env: Env) -> None:
     assert env.messages() == ["STOPPING=1"]
     assert env.daemon.web is None
     assert env.emitted()[-1]["event"]["action"] == "daemon-stop"
+
+
+@pytest.mark.parametrize(
+    ("addition", "words"),
+    [
+        (
+            "  - {name: zzd-proxy, kind: tcp, nodes: [{name: n, address: 'h.invalid:1'}]}\n",
+            "check name 'zzd-proxy' is used by",
+        ),
+        (
+            "  - {name: loop-a, kind: tcp, depends_on: [loop-b], nodes: [{name: n, "
+            "address: 'a.invalid:1'}]}\n"
+            "  - {name: loop-b, kind: tcp, depends_on: [loop-a], nodes: [{name: n, "
+            "address: 'b.invalid:1'}]}\n",
+            "depends_on forms a cycle",
+        ),
+        (
+            "  - {name: sec, kind: http, headers: {X-Token: '${env:HOTLINE_UNSET_SECRET}'}, "
+            "nodes: [{name: n, url: 'http://127.0.0.1:1/'}]}\n",
+            "environment variable HOTLINE_UNSET_SECRET is not set",
+        ),
+    ],
+    ids=["duplicate-name", "dependency-cycle", "missing-secret"],
+)
+async def test_reload_refuses_each_kind_of_bad_file(env: Env, addition: str, words: str) -> None:
+    """A duplicate name, a dependency cycle or a missing secret: refused, old config runs."""
+    env.path.write_text(env.path.read_text() + addition)
+    assert not await env.daemon.reload()
+    refused = [e for e in env.emitted() if e["event"]["action"] == "daemon-reload-failed"]
+    assert words in str(refused[-1]["message"])
+    assert [c.name for c in env.daemon.config.checks] == ["zzd-proxy", "police-110"]
+    await env.tick()
+    assert (await env.status())["police-110"]["status"] == "up"

@@ -224,3 +224,56 @@ scrape_configs:
     finally:
         server.terminate()
         await asyncio.wait_for(server.wait(), 10)
+
+
+async def test_example_topology_against_the_simulators(tmp_path: Path) -> None:
+    """The shipped example config, pointed at the simulators as `probe demo` does: probed
+    starts, reports every link, and moves the 110 link to node-b when node-a stops."""
+    import yaml
+
+    from simulator.demo import EXAMPLE, build
+
+    async with Simulator() as sim:
+        document = await build(sim, EXAMPLE.read_text(encoding="utf-8"))
+        port = free_port()
+        document["listen"] = f"127.0.0.1:{port}"
+        document["defaults"] |= {"interval": "300ms", "standby_interval": "1s"}
+        for check in document["checks"]:
+            check.pop("interval", None)
+        config = tmp_path / "config.yaml"
+        config.write_text(yaml.safe_dump(document, allow_unicode=True), encoding="utf-8")
+        notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        notify.bind(str(tmp_path / "notify"))
+        notify.setblocking(False)
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "daemon",
+            "--config",
+            str(config),
+            cwd=ROOT,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+            env={**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify")},
+        )
+        node_a = sim.node("police-110", "node-a")
+        assert isinstance(node_a, SimHttpNode)
+        handle = Probed(process, notify, port, node_a, node_a, [])
+        try:
+            await handle.message(lambda m: "READY=1" in m)
+            everything = await handle.wait_status(
+                "portal-cert", lambda c: c["status"] == "up", within=20
+            )
+            assert everything["kind"] == "tls"
+            _, text = await handle.get("/status")
+            assert {c["status"] for c in json.loads(text)["checks"]} <= {"up", "unknown"}
+            await node_a.set_mode(Mode.REFUSING)
+            police = await handle.wait_status("police-110", lambda c: c["status"] == "degraded")
+            assert police["active_node"] == "node-b"
+            process.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(process.wait(), 15) == 0
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+            notify.close()
