@@ -6,19 +6,27 @@ import functools
 import typing
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from pydantic import BaseModel, SecretStr
 
+from events.redact import _SECRET_PARAM  # one notion of "secret-looking" for both
+
 
 def secret_values(model: Any) -> Iterator[str]:
-    """Every secret in a config tree (SecretStr values, URL passwords), for scrubbing output."""
+    """Every secret in a config tree, for scrubbing output.
+
+    SecretStr values, the password and secret-looking query parameters of URLs, and
+    every value a ``${env:}`` / ``${file:}`` reference resolved to (in a URL, a body or
+    a TCP payload only that value is secret, not the text around it).
+    """
     if isinstance(model, SecretStr):
         yield model.get_secret_value()
     elif isinstance(model, BaseModel):
+        yield from getattr(model, "referenced_secrets", ())
         url = getattr(model, "url", None)
-        if isinstance(url, str) and (password := urlsplit(url).password):
-            yield unquote(password)
+        if isinstance(url, str):
+            yield from _url_secrets(url)
         for name in _fields_that_may_hold_secrets(type(model)):
             yield from secret_values(getattr(model, name))
     elif isinstance(model, dict):
@@ -27,6 +35,19 @@ def secret_values(model: Any) -> Iterator[str]:
     elif isinstance(model, list | tuple):
         for value in model:
             yield from secret_values(value)
+
+
+def _url_secrets(url: str) -> Iterator[str]:
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:  # validated URLs parse; anything else has nothing to offer
+        return
+    if password:
+        yield unquote(password)
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        if value and _SECRET_PARAM.search(name):
+            yield value
 
 
 @functools.cache

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import codecs
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -19,14 +19,28 @@ from pydantic import (
     ConfigDict,
     Field,
     FilePath,
+    ModelWrapValidatorHandler,
+    PlainSerializer,
+    PrivateAttr,
+    SecretStr,
     StringConstraints,
+    ValidationError,
     field_validator,
     model_validator,
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from config.duration import Duration
-from config.secrets import Secret
+from config.secrets import (
+    Secret,
+    as_written,
+    collect_references,
+    resolve_in_escaped,
+    resolve_in_text,
+    resolve_in_url,
+)
+from config.tls import check_files, checking_once
+from events.redact import redact_url
 
 Name = Annotated[
     str,
@@ -35,6 +49,13 @@ Name = Annotated[
 """Check and node names: lowercase letters, digits and inner hyphens (they become metric labels)."""
 
 MiB = 1024 * 1024
+
+# Bounded fields that both ``defaults:`` and a check may set: one definition each, so
+# that a bad value is refused the same way wherever it is written.
+PositiveDuration = Annotated[Duration, Field(gt=0)]
+"""A duration that must be more than zero (a timeout, a deadline, the standby interval)."""
+RunCount = Annotated[int, Field(ge=1, le=100)]
+"""A number of consecutive runs (confirm_after, recover_after, failback_after)."""
 
 
 class Model(BaseModel):
@@ -54,6 +75,8 @@ class TlsOptions(Model):
     ca_file: FilePath | None = None
     cert_file: FilePath | None = None
     key_file: FilePath | None = None
+    key_password: Secret | None = None
+    """Decrypts an encrypted key (in key_file, or in cert_file when there is no key_file)."""
     server_name: str | None = None
     verify: bool = True
     warn_days: int = Field(30, ge=0)
@@ -63,34 +86,47 @@ class TlsOptions(Model):
     def _consistent(self) -> TlsOptions:
         if self.key_file and not self.cert_file:
             raise ValueError("key_file needs cert_file")
+        if self.key_password and not self.cert_file:
+            raise ValueError("key_password needs cert_file")
         if self.crit_days > self.warn_days:
             raise ValueError("crit_days must not exceed warn_days")
         return self
 
+    @model_validator(mode="after")
+    def _files_usable(self) -> TlsOptions:
+        check_files(self)  # a bad file is a config error, not an outage at probe time
+        return self
+
 
 class Defaults(Model):
+    """Values every check inherits unless it sets the key itself (see CheckBase)."""
+
     interval: Duration = 30.0
-    timeout: Duration = 5.0
+    timeout: PositiveDuration = 5.0
     retries: Retries = Retries()
-    confirm_after: int = Field(2, ge=1, le=100)
-    recover_after: int = Field(2, ge=1, le=100)
-    failback_after: int = Field(3, ge=1, le=100)
-    standby_interval: Duration = 120.0
+    confirm_after: RunCount = 2
+    recover_after: RunCount = 2
+    failback_after: RunCount = 3
+    standby_interval: PositiveDuration = 120.0
 
 
 # --- nodes -------------------------------------------------------------------------
 
 
 def _check_http_url(url: str) -> str:
-    parts = urlsplit(url)
+    # The parser's own messages quote the netloc, password included: never pass them on.
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        raise ValueError("url cannot be parsed (a bracket or character out of place)") from None
     if parts.scheme not in ("http", "https"):
         raise ValueError("url must start with http:// or https://")
     if not parts.hostname:
         raise ValueError("url has no host")
     try:
         parts.port  # noqa: B018 - raises on a port that is not a number or out of range
-    except ValueError as exc:
-        raise ValueError(f"url has a bad port: {exc}") from None
+    except ValueError:
+        raise ValueError("url has a bad port (it must be a number from 1 to 65535)") from None
     return url
 
 
@@ -123,8 +159,36 @@ class Node(Model):
     name: Name
 
 
+def _shown_url(url: str) -> str:
+    return redact_url(as_written(url))
+
+
+HttpUrl = Annotated[
+    str,
+    AfterValidator(resolve_in_url),
+    AfterValidator(_check_http_url),
+    PlainSerializer(_shown_url, return_type=str),
+]
+"""The real URL for the probes; reprs and dumps show it as written, without credentials
+or secret-looking query parameters."""
+
+WithReferences = Annotated[
+    str, AfterValidator(resolve_in_text), PlainSerializer(as_written, return_type=str)
+]
+"""Text whose ``${env:}`` / ``${file:}`` references are resolved; dumps show them unresolved."""
+
+Payload = Annotated[
+    str, AfterValidator(resolve_in_escaped), PlainSerializer(as_written, return_type=str)
+]
+"""A TCP ``send:``: references resolved, values kept apart from the backslash escapes."""
+
+
 class HttpNode(Node):
-    url: Annotated[str, AfterValidator(_check_http_url)]
+    url: HttpUrl
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        for name, value in super().__repr_args__():
+            yield name, _shown_url(value) if name == "url" else value
 
 
 class AddressNode(Node):
@@ -147,19 +211,19 @@ class CheckBase(Model):
     name: Name
     title: str = ""
     interval: Duration = 30.0
-    timeout: Duration = Field(5.0, gt=0)
+    timeout: PositiveDuration = 5.0
     """Bounds each attempt; a node's attempts together never exceed ``deadline``."""
-    deadline: Duration | None = None
+    deadline: PositiveDuration | None = None
     """Bound on one node's attempts and backoff; by default attempts x timeout + backoffs."""
     retries: Retries = Retries()
     tls: TlsOptions | None = None
-    confirm_after: int = Field(2, ge=1, le=100)
+    confirm_after: RunCount = 2
     """Consecutive failed runs before the daemon calls the check (or a node) down."""
-    recover_after: int = Field(2, ge=1, le=100)
+    recover_after: RunCount = 2
     """Consecutive good runs before it is up again."""
-    failback_after: int = Field(3, ge=1, le=100)
+    failback_after: RunCount = 3
     """Consecutive good runs of the preferred node before traffic moves back to it."""
-    standby_interval: Duration = Field(120.0, gt=0)
+    standby_interval: PositiveDuration = 120.0
     """How often the daemon probes alternates that are not serving."""
     depends_on: list[Name] = Field(default_factory=list)
     """Checks this one needs (the forward proxy, say): while one is down, this is unreachable."""
@@ -178,9 +242,12 @@ class CheckBase(Model):
     def node_deadline(self) -> float:
         if self.deadline is not None:
             return self.deadline
+        # The runner waits min(backoff * 2**i + uniform(0, backoff), max_backoff) before
+        # attempt i + 2; room for the longest such wait leaves the last attempt its
+        # whole timeout.
+        backoff, cap = self.retries.backoff, self.retries.max_backoff
         waits: float = sum(
-            min(self.retries.backoff * 2**i, self.retries.max_backoff) * 1.5  # 1.5: jitter room
-            for i in range(self.retries.attempts - 1)
+            min(backoff * 2**i + backoff, cap) for i in range(self.retries.attempts - 1)
         )
         return self.retries.attempts * self.timeout + waits
 
@@ -213,14 +280,26 @@ class HttpExpect(Model):
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
 
+def _one_line(value: SecretStr) -> SecretStr:
+    # A secret file with an inner newline would otherwise end the header early and
+    # smuggle the rest in as headers of its own (or make aiohttp refuse every request).
+    if any(c in value.get_secret_value() for c in "\r\n"):
+        raise ValueError("header value contains a line break (CR or LF); it must be one line")
+    return value
+
+
+HeaderValue = Annotated[Secret, AfterValidator(_one_line)]
+
+
 class HttpCheck(CheckBase):
     kind: Literal["http"]
     nodes: list[HttpNode] = Field(min_length=1)
     method: Literal["GET", "HEAD", "POST", "PUT", "OPTIONS"] = "GET"
-    headers: dict[str, Secret] = Field(default_factory=dict)
+    headers: dict[str, HeaderValue] = Field(default_factory=dict)
     """Every header value is treated as a secret (Authorization, tokens, cookies)."""
-    body: str | None = None
-    """Request body, for example a SOAP envelope for a WebService interface."""
+    body: WithReferences | None = None
+    """Request body, for example a SOAP envelope for a WebService interface; references
+    are resolved and only their values count as secret, not the whole body."""
     expect: HttpExpect = HttpExpect()
     max_body_bytes: int = Field(1 * MiB, ge=0, le=64 * MiB)
     follow_redirects: bool = False
@@ -251,8 +330,9 @@ class TcpExpect(Model):
 class TcpCheck(CheckBase):
     kind: Literal["tcp"]
     nodes: list[AddressNode] = Field(min_length=1)
-    send: str | None = None
-    """Bytes to send once connected; backslash escapes such as \\r\\n are understood."""
+    send: Payload | None = None
+    """Bytes to send once connected; backslash escapes such as \\r\\n are understood.
+    References are resolved; their values are sent as they are, escapes and all."""
     expect: TcpExpect = TcpExpect()
     max_read_bytes: int = Field(4096, ge=1, le=1 * MiB)
 
@@ -316,6 +396,26 @@ class ProbeConfig(BaseSettings):
     listen: Annotated[str, AfterValidator(_check_listen)] = "127.0.0.1:9640"
     """The daemon's HTTP endpoint (metrics, status, health); "off" disables it."""
 
+    _referenced: frozenset[str] = PrivateAttr(default=frozenset())
+    """Every value a ``${env:}`` / ``${file:}`` reference resolved to, for scrubbing."""
+
+    @property
+    def referenced_secrets(self) -> frozenset[str]:
+        return self._referenced
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _one_validation_pass(
+        cls, data: Any, handler: ModelWrapValidatorHandler[ProbeConfig]
+    ) -> ProbeConfig:
+        # Here rather than in the loader so that any way of building a config (the file,
+        # the environment, a test's model_validate) records what its references resolved
+        # to, and checks each distinct set of TLS files once.
+        with collect_references() as found, checking_once():
+            config = handler(data)
+        config._referenced = frozenset(found)
+        return config
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -339,6 +439,10 @@ class ProbeConfig(BaseSettings):
         checks = data.get("checks")
         if not isinstance(defaults, dict) or not isinstance(checks, list):
             return data
+        try:
+            Defaults.model_validate(defaults)
+        except ValidationError:
+            return data  # reported once, at defaults.<key>, not again at every check
         merged = []
         for check in checks:
             if isinstance(check, dict):

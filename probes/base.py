@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+from config.tls import TlsFileError, build_ssl_context
 from engine.clock import Clock, SystemClock
 from probes.resolve import Resolver
 
@@ -183,7 +184,12 @@ class ProbeContext:
         """One context per distinct ``tls:`` block, built on first use (loading CAs is slow)."""
         cached = self._ssl.get(options)
         if cached is None:
-            cached = self._ssl[options] = build_ssl_context(options)
+            try:
+                cached = self._ssl[options] = build_ssl_context(options)
+            except TlsFileError as exc:  # checked at load; changed on disk since
+                raise ProbeFailure(
+                    ErrorType.TLS, f"cannot load the check's TLS files: {exc}"
+                ) from None
         return cached
 
     async def close(self) -> None:
@@ -196,24 +202,6 @@ class ProbeContext:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
-
-
-def build_ssl_context(options: TlsOptions | None) -> ssl.SSLContext:
-    """A client context: verification on unless the check says ``verify: false``."""
-    try:
-        context = ssl.create_default_context(
-            cafile=str(options.ca_file) if options and options.ca_file else None
-        )
-        if options and options.cert_file:
-            context.load_cert_chain(
-                str(options.cert_file), str(options.key_file) if options.key_file else None
-            )
-    except (ssl.SSLError, OSError) as exc:
-        raise ProbeFailure(ErrorType.TLS, f"cannot load the check's TLS files: {exc}") from None
-    if options and not options.verify:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
 
 
 Probe = Callable[[Any, Any, ProbeContext], Awaitable[Observation]]

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import ssl
 import subprocess
 import sys
 from pathlib import Path
+from string import Template
+from urllib.parse import urlsplit
 
 import pytest
 from pydantic import SecretStr
@@ -13,6 +16,7 @@ from config import secret_values
 from config.duration import format_duration, parse_duration
 from config.load import ConfigError, find_config, load_config, parse_config
 from config.models import CHECK_MODELS, HttpCheck, TcpCheck, kind_of
+from config.tls import build_ssl_context
 from probes import PROBES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -154,8 +158,17 @@ checks:
     assert check.headers["X-Token"] == SecretStr("canary-8c1f2e")
     assert check.headers["X-Both"].get_secret_value() == "t=canary-8c1f2e;k=canary-file-77a1"
     assert check.headers["X-Sign-Key"].get_secret_value() == "canary-file-77a1"
-    for rendered in (repr(config), str(config), config.model_dump_json()):
+    assert check.nodes[0].url == "https://user:canary-pw-93@a.invalid/"  # probes get it whole
+    for rendered in (
+        repr(config),
+        str(config),
+        config.model_dump_json(),
+        str(config.model_dump()),
+        repr(check.nodes[0]),
+    ):
         assert "canary-8c1f2e" not in rendered and "canary-file-77a1" not in rendered
+        assert "canary-pw-93" not in rendered
+    assert "https://a.invalid/" in repr(check.nodes[0])
     assert set(secret_values(config)) == {
         "canary-8c1f2e",
         "canary-file-77a1",
@@ -206,3 +219,237 @@ def test_config_models_are_frozen() -> None:
     config = parse_config(ISSUE_EXAMPLE)
     with pytest.raises(ValueError, match="frozen"):
         config.checks[0].timeout = 1.0  # type: ignore[misc]
+
+
+def test_references_in_url_body_and_send(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """References resolve in URLs, bodies and payloads; only their values are secret."""
+    monkeypatch.setenv("CANARY_PW", "canary/pw+9@x")
+    monkeypatch.setenv("CANARY_SIGN", "canary-sign-41")
+    monkeypatch.setenv("CANARY_SEND", "canary\\send-3")
+    ticket = tmp_path / "ticket"
+    ticket.write_text("canary-ticket-66\n")
+    config = parse_config(f"""
+checks:
+  - name: web
+    kind: http
+    method: POST
+    body: "<Envelope><Ticket>${{file:{ticket}}}</Ticket></Envelope>"
+    nodes:
+      - {{name: a, url: "https://ops:${{env:CANARY_PW}}@a.invalid/ws?sign=${{env:CANARY_SIGN}}&v=2"}}
+      - {{name: b, url: "https://b.invalid/ws?apiKey=canary-inline-key-8&v=2"}}
+  - name: mq
+    kind: tcp
+    send: 'AUTH ${{env:CANARY_SEND}}\\r\\n'
+    nodes: [{{name: a, address: "mq.invalid:1414"}}]
+""")
+    web, mq = config.checks
+    assert isinstance(web, HttpCheck) and isinstance(mq, TcpCheck)
+    node_a = web.nodes[0]
+    assert node_a.url == "https://ops:canary%2Fpw%2B9%40x@a.invalid/ws?sign=canary-sign-41&v=2"
+    assert urlsplit(node_a.url).hostname == "a.invalid"
+    assert web.body == "<Envelope><Ticket>canary-ticket-66</Ticket></Envelope>"
+    assert mq.payload == b"AUTH canary\\send-3\r\n"  # the value's backslash is no escape
+    secrets = set(secret_values(config))
+    assert {
+        "canary/pw+9@x",
+        "canary-sign-41",
+        "canary-ticket-66",
+        "canary\\send-3",
+        "canary-inline-key-8",
+    } <= secrets
+    assert not any("Envelope" in s or "a.invalid" in s or "AUTH" in s for s in secrets)
+    for rendered in (repr(config), str(config), config.model_dump_json()):
+        for canary in ("canary/pw", "canary%2Fpw", "canary-sign-41", "canary-ticket-66", "send-3"):
+            assert canary not in rendered
+        assert "canary-inline-key-8" not in rendered
+    dumped = config.model_dump()["checks"]
+    assert dumped[0]["body"] == f"<Envelope><Ticket>${{file:{ticket}}}</Ticket></Envelope>"
+    assert dumped[0]["nodes"][0]["url"] == "https://a.invalid/ws?sign=REDACTED&v=2"
+
+
+def test_header_line_break_from_secret_file(tmp_path: Path) -> None:
+    """A secret file with an inner newline is refused, naming the header but not its value."""
+    secret_file = tmp_path / "token"
+    secret_file.write_text("canary-line-1\ncanary-line-2\n")
+    with pytest.raises(ConfigError) as raised:
+        parse_config(f"""
+checks:
+  - name: web
+    kind: http
+    headers: {{X-Token: "${{file:{secret_file}}}"}}
+    nodes: [{{name: a, url: "https://a.invalid/"}}]
+""")
+    message = str(raised.value)
+    assert "checks[0].headers.X-Token: header value contains a line break" in message
+    assert "canary-line" not in message
+
+
+@pytest.mark.parametrize(
+    "url", ["https://ops:canary-pw-1/x@a.invalid/", "https://ops:canary-pw-1@[a.invalid/"]
+)
+def test_url_errors_do_not_quote_the_password(url: str) -> None:
+    """The parser's own message would quote the netloc, password and all."""
+    with pytest.raises(ConfigError, match=r"checks\[0\]\.nodes\[0\]\.url: url ") as raised:
+        parse_config(f'checks: [{{name: w, kind: http, nodes: [{{name: a, url: "{url}"}}]}}]')
+    assert "canary-pw-1" not in str(raised.value)
+
+
+def test_underscore_keys_are_not_settings_options(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`_env_prefix` and friends in the file are unknown keys, not pydantic-settings options."""
+    monkeypatch.setenv("X_CONCURRENCY", "3")
+    with pytest.raises(ConfigError, match="_env_prefix: is not a known key"):
+        parse_config('_env_prefix: "X_"\n' + ISSUE_EXAMPLE)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("PROBE_CHECKS", "notjson"), ("PROBE_DEFAULTS__RETRIES", "{attempts: 2}")],
+)
+def test_bad_json_in_the_environment(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    """An override pydantic-settings cannot decode is a config error naming the variable."""
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError, match=f"<config>: environment variable {variable}: not valid"):
+        parse_config(ISSUE_EXAMPLE)
+
+
+def test_bad_default_is_blamed_once() -> None:
+    """A bad `defaults:` value is reported at defaults.<key>, not again at every check."""
+    with pytest.raises(ConfigError) as raised:
+        parse_config("""
+defaults: {timeout: 0s, confirm_after: 0}
+checks:
+  - {name: a, kind: tcp, nodes: [{name: n, address: "h.invalid:1"}]}
+  - {name: b, kind: tcp, nodes: [{name: n, address: "h.invalid:2"}]}
+""")
+    lines = str(raised.value).splitlines()
+    assert lines[0] == "<config>: 2 problems:"
+    assert sorted(lines[1:]) == [
+        "  defaults.confirm_after: Input should be greater than or equal to 1",
+        "  defaults.timeout: Input should be greater than 0",
+    ]
+
+
+def test_duplicate_keys_deep_in_the_file() -> None:
+    """A key written twice inside a check is refused too; merge keys still override."""
+    with pytest.raises(
+        ConfigError, match="line 5, column 5: not valid YAML: duplicate key 'timeout'"
+    ):
+        parse_config("checks:\n  - name: a\n    kind: tcp\n    timeout: 1s\n    timeout: 2s\n")
+    config = parse_config("""
+checks:
+  - &base {name: a, kind: tcp, timeout: 1s, nodes: [{name: n, address: "h.invalid:1"}]}
+  - {<<: *base, name: b, timeout: 2s}
+""")
+    assert [(c.name, c.timeout) for c in config.checks] == [("a", 1.0), ("b", 2.0)]
+
+
+def test_default_node_deadline_leaves_the_last_attempt_its_timeout() -> None:
+    """3 attempts of 1 s, backoff 200 ms: 3 s + the longest waits (0.2+0.2) + (0.4+0.2)."""
+    config = parse_config("""
+checks:
+  - name: db
+    kind: tcp
+    timeout: 1s
+    retries: {attempts: 3, backoff: 200ms, max_backoff: 5s}
+    nodes: [{name: a, address: "h.invalid:1"}]
+""")
+    assert config.checks[0].node_deadline() == pytest.approx(4.0)
+
+
+@pytest.fixture
+def tls_files(tmp_path: Path) -> dict[str, Path]:
+    """A CA, a client certificate with its key (plain and encrypted), a stranger's key."""
+    import trustme
+    from cryptography.hazmat.primitives import serialization
+
+    ca = trustme.CA()
+    client = ca.issue_cert("client.invalid")
+    files = {
+        name: tmp_path / f"{name}.pem"
+        for name in ("ca", "cert", "key", "other_key", "encrypted_key", "junk")
+    }
+    ca.cert_pem.write_to_path(str(files["ca"]))
+    client.cert_chain_pems[0].write_to_path(str(files["cert"]))
+    client.private_key_pem.write_to_path(str(files["key"]))
+    ca.issue_cert("other.invalid").private_key_pem.write_to_path(str(files["other_key"]))
+    key = serialization.load_pem_private_key(client.private_key_pem.bytes(), password=None)
+    files["encrypted_key"].write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"canary-key-pw-5"),
+        )
+    )
+    files["junk"].write_text("not a certificate\n")
+    return files
+
+
+def tls_config(tls: str) -> str:
+    node = '{name: a, address: "a.invalid:443"}'
+    return f"checks: [{{name: t, kind: tls, tls: {tls}, nodes: [{node}]}}]"
+
+
+@pytest.mark.parametrize(
+    ("tls", "problem"),
+    [
+        ("{ca_file: $junk}", "ca_file $junk: no certificates found"),
+        ("{cert_file: $key, key_file: $key}", "cert_file $key: no certificates found"),
+        ("{cert_file: $cert}", "cert_file $cert: no private key found"),
+        ("{cert_file: $cert, key_file: $junk}", "key_file $junk: no private key found"),
+        (
+            "{cert_file: $cert, key_file: $other_key}",
+            "key_file $other_key: the key does not match the certificate in cert_file $cert",
+        ),
+        (
+            "{cert_file: $cert, key_file: $encrypted_key}",
+            "key_file $encrypted_key is encrypted: set key_password",
+        ),
+        (
+            "{cert_file: $cert, key_file: $encrypted_key, key_password: wrong-pw}",
+            "key_file $encrypted_key: key_password does not decrypt the key",
+        ),
+    ],
+)
+def test_bad_tls_files_are_config_errors(
+    tls_files: dict[str, Path], tls: str, problem: str
+) -> None:
+    """Each unusable TLS file is refused at load, naming the file and why (never a prompt)."""
+    paths = {name: str(path) for name, path in tls_files.items()}
+    with pytest.raises(ConfigError) as raised:
+        parse_config(tls_config(Template(tls).substitute(paths)))
+    assert f"checks[0].tls: {Template(problem).substitute(paths)}" in str(raised.value)
+
+
+def test_encrypted_key_with_its_password(
+    tls_files: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """key_password (a secret, here from the environment) unlocks an encrypted key."""
+    monkeypatch.setenv("CLIENT_KEY_PW", "canary-key-pw-5")
+    config = parse_config(
+        tls_config(
+            f"{{ca_file: {tls_files['ca']}, cert_file: {tls_files['cert']}, "
+            f"key_file: {tls_files['encrypted_key']}, key_password: '${{env:CLIENT_KEY_PW}}'}}"
+        )
+    )
+    tls = config.checks[0].tls
+    assert tls is not None and build_ssl_context(tls).verify_mode == ssl.CERT_REQUIRED
+    assert "canary-key-pw-5" in set(secret_values(config))
+    assert "canary-key-pw-5" not in repr(config) + config.model_dump_json()
+
+
+def test_cli_bad_tls_file_exit_3(tls_files: dict[str, Path], tmp_path: Path) -> None:
+    """`probe --check-config` refuses a CA file that is not PEM: exit 3, not an outage later."""
+    path = tmp_path / "config.yaml"
+    path.write_text(tls_config(f"{{ca_file: {tls_files['junk']}}}") + "\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "cli", "--check-config", "-c", str(path)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=30,
+        check=False,
+    )
+    assert proc.returncode == 3
+    assert f"ca_file {tls_files['junk']}: no certificates found" in proc.stderr
