@@ -36,6 +36,34 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+async def start_probed(
+    config: Path, tmp_path: Path, **environ: str
+) -> tuple[asyncio.subprocess.Process, socket.socket]:
+    """`probed --config CONFIG` with a notify socket of ours; its events go to a file
+    (a pipe nobody reads would fill up and stall the daemon)."""
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify"))
+    notify.setblocking(False)
+    with (tmp_path / "events.jsonl").open("wb") as events:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "daemon",
+            "--config",
+            str(config),
+            cwd=ROOT,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=events,
+            env={
+                **os.environ,
+                "NOTIFY_SOCKET": str(tmp_path / "notify"),
+                "PYTHONUNBUFFERED": "1",
+                **environ,
+            },
+        )
+    return process, notify
+
+
 @dataclass
 class Probed:
     process: asyncio.subprocess.Process
@@ -44,6 +72,7 @@ class Probed:
     a: SimHttpNode
     b: SimHttpNode
     seen: list[str]
+    tmp_path: Path
 
     async def message(self, wanted: Callable[[str], bool], within: float = 15) -> str:
         """Wait for a notify datagram that satisfies ``wanted``."""
@@ -100,26 +129,8 @@ checks:
     kind: http
     nodes: [{{name: node-a, url: "{a.url}"}}, {{name: node-b, url: "{b.url}"}}]
 """)
-        notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        notify.bind(str(tmp_path / "notify"))
-        notify.setblocking(False)
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "daemon",
-            "--config",
-            str(config),
-            cwd=ROOT,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-            env={
-                **os.environ,
-                "NOTIFY_SOCKET": str(tmp_path / "notify"),
-                "WATCHDOG_USEC": "400000",
-                "PYTHONUNBUFFERED": "1",
-            },
-        )
-        handle = Probed(process, notify, port, a, b, [])
+        process, notify = await start_probed(config, tmp_path, WATCHDOG_USEC="400000")
+        handle = Probed(process, notify, port, a, b, [], tmp_path)
         try:
             yield handle
         finally:
@@ -156,8 +167,8 @@ async def test_lifecycle_failover_reload_and_stop(probed: Probed) -> None:
     probed.process.send_signal(signal.SIGTERM)
     await probed.message(lambda m: m == "STOPPING=1")
     assert await asyncio.wait_for(probed.process.wait(), 15) == 0
-    assert probed.process.stderr is not None
-    events = [json.loads(line) for line in (await probed.process.stderr.read()).splitlines()]
+    lines = (probed.tmp_path / "events.jsonl").read_text().splitlines()
+    events = [json.loads(line) for line in lines]
     actions = [e["event"]["action"] for e in events]
     assert actions[0] == "daemon-start"
     assert actions[-1] == "daemon-stop"
@@ -242,23 +253,10 @@ async def test_example_topology_against_the_simulators(tmp_path: Path) -> None:
             check.pop("interval", None)
         config = tmp_path / "config.yaml"
         config.write_text(yaml.safe_dump(document, allow_unicode=True), encoding="utf-8")
-        notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        notify.bind(str(tmp_path / "notify"))
-        notify.setblocking(False)
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "daemon",
-            "--config",
-            str(config),
-            cwd=ROOT,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-            env={**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify")},
-        )
+        process, notify = await start_probed(config, tmp_path)
         node_a = sim.node("police-110", "node-a")
         assert isinstance(node_a, SimHttpNode)
-        handle = Probed(process, notify, port, node_a, node_a, [])
+        handle = Probed(process, notify, port, node_a, node_a, [], tmp_path)
         try:
             await handle.message(lambda m: "READY=1" in m)
             everything = await handle.wait_status(
