@@ -24,7 +24,8 @@ def build_app(
     scrub: Callable[[str], str],
 ) -> web.Application:
     async def get_metrics(_: web.Request) -> web.Response:
-        return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+        body = await metrics.render_async()
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
     async def get_status(_: web.Request) -> web.Response:
         text = scrub(json.dumps(status(), ensure_ascii=False))

@@ -1,17 +1,30 @@
 """Prometheus metrics: blackbox_exporter's names where they mean the same, ours otherwise.
 
-Labels are the check and node names from the config (a few hundred series at most);
-never a URL or an error text. Series of checks or nodes removed by a reload are
-dropped, so a renamed check does not leave a stale ``probe_success`` behind.
+The numbers live in plain containers keyed by check and node, and a prometheus_client
+custom collector turns them into metric families when Prometheus scrapes. One client
+object per series cost about 100 MB with 10,000 checks; this way a series costs a dict
+entry, and a scrape shows exactly the configured checks (a reload's removals need no
+cleanup beyond dropping keys). Labels are check and node names, never a URL or an error.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING
+import asyncio
+import bisect
+import copy
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
 
 from engine.result import CheckResult, NodeResult, NodeStatus
 
@@ -20,180 +33,257 @@ if TYPE_CHECKING:
 
 __all__ = ["CONTENT_TYPE", "Metrics"]
 
-STATES = ("up", "degraded", "down", "unreachable", "unknown")
-_LATENESS_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+LATENESS_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_K = TypeVar("_K")
 
 
-class Metrics:
-    def __init__(self, *, version: str) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
-        r = self.registry
-        node = ["check", "node"]
-        # blackbox_exporter's names, per node of each check.
-        self.success = Gauge(
-            "probe_success", "1 if the node answered as expected", node, registry=r
-        )
-        self.duration = Gauge(
-            "probe_duration_seconds", "Seconds spent on the node, all attempts", node, registry=r
-        )
-        self.status_code = Gauge(
-            "probe_http_status_code", "HTTP status of the last attempt", node, registry=r
-        )
-        self.phase = Gauge(
-            "probe_http_duration_seconds",
-            "Seconds per phase of the last attempt",
-            [*node, "phase"],
-            registry=r,
-        )
-        self.cert_expiry = Gauge(
-            "probe_ssl_earliest_cert_expiry",
-            "Unix time the peer's certificate expires",
-            node,
-            registry=r,
-        )
-        # Ours.
-        self.runs = Counter(
+@dataclass(slots=True)
+class _Reading:
+    """What the last run of a node measured."""
+
+    success: bool
+    duration: float
+    status_code: int | None
+    phases: tuple[tuple[str, float], ...]
+    cert_expiry: float | None
+
+
+@dataclass(slots=True)
+class _CheckView:
+    state: str
+    flapping: bool
+    active_node: str | None
+
+
+def _dict() -> dict[Any, Any]:
+    return {}
+
+
+@dataclass(eq=False)  # identity-hashed: the registry keys collectors by object
+class _Tables(Collector):
+    """Every number we expose; ``collect`` renders them as metric families."""
+
+    version: str
+    readings: dict[tuple[str, str], _Reading] = field(default_factory=_dict)
+    checks: dict[str, _CheckView] = field(default_factory=_dict)
+    runs: dict[tuple[str, str], int] = field(default_factory=_dict)
+    attempts: dict[tuple[str, str, str], int] = field(default_factory=_dict)
+    failovers: dict[str, int] = field(default_factory=_dict)
+    failbacks: dict[str, int] = field(default_factory=_dict)
+    changes: dict[tuple[str, str], int] = field(default_factory=_dict)
+    skipped: dict[str, int] = field(default_factory=_dict)
+    lateness: list[int] = field(default_factory=lambda: [0] * (len(LATENESS_BUCKETS) + 1))
+    lateness_sum: float = 0.0
+
+    def snapshot(self) -> _Tables:
+        """A copy whose containers the event loop will not change while a thread renders."""
+        tables = copy.copy(self)
+        for name in (
+            "readings",
+            "checks",
+            "runs",
+            "attempts",
+            "failovers",
+            "failbacks",
+            "changes",
+            "skipped",
+            "lateness",
+        ):
+            setattr(tables, name, copy.copy(getattr(self, name)))
+        return tables
+
+    def collect(self) -> Iterator[Metric]:
+        yield from _node_families(self.readings)
+        yield from _check_families(self.checks)
+        yield _counter(
             "hotline_probe_checks_total",
             "Check runs finished, by outcome",
             ["check", "outcome"],
-            registry=r,
+            self.runs,
         )
-        self.attempts = Counter(
+        yield _counter(
             "hotline_probe_attempts_total",
             "Probe attempts, by outcome",
-            [*node, "outcome"],
-            registry=r,
+            ["check", "node", "outcome"],
+            self.attempts,
         )
-        self.lateness = Histogram(
-            "hotline_probe_schedule_lateness_seconds",
-            "Actual minus planned start of a run",
-            buckets=_LATENESS_BUCKETS,
-            registry=r,
+        yield _counter(
+            "hotline_probe_failovers_total", "Moves to an alternate node", ["check"], self.failovers
         )
-        self.skipped = Counter(
-            "hotline_probe_runs_skipped_total",
-            "Runs skipped because the previous run of the check was still going",
-            ["check"],
-            registry=r,
-        )
-        self.state = Gauge(
-            "hotline_probe_check_state",
-            "1 for the check's hard state",
-            ["check", "state"],
-            registry=r,
-        )
-        self.flapping = Gauge(
-            "hotline_probe_check_flapping", "1 while the check flaps", ["check"], registry=r
-        )
-        self.active = Gauge(
-            "hotline_probe_active_node", "1 for the node serving the check", node, registry=r
-        )
-        self.failovers = Counter(
-            "hotline_probe_failovers_total", "Moves to an alternate node", ["check"], registry=r
-        )
-        self.failbacks = Counter(
+        yield _counter(
             "hotline_probe_failbacks_total",
             "Moves back to the preferred node",
             ["check"],
-            registry=r,
+            self.failbacks,
         )
-        self.transitions = Counter(
-            "hotline_probe_state_changes_total", "Hard state changes", ["check", "to"], registry=r
+        yield _counter(
+            "hotline_probe_state_changes_total",
+            "Hard state changes, by new state",
+            ["check", "to"],
+            self.changes,
         )
-        Gauge(
-            "hotline_probe_build_info", "Version of hotline-probe", ["version"], registry=r
-        ).labels(version).set(1)
-        self._nodes: dict[str, set[str]] = {}
+        yield _counter(
+            "hotline_probe_runs_skipped_total",
+            "Runs skipped because the check's previous run was still going",
+            ["check"],
+            self.skipped,
+        )
+        yield HistogramMetricFamily(
+            "hotline_probe_schedule_lateness_seconds",
+            "Actual minus planned start of a run",
+            buckets=_cumulative(self.lateness),
+            sum_value=self.lateness_sum,
+        )
+        info = GaugeMetricFamily(
+            "hotline_probe_build_info", "Version of hotline-probe", labels=["version"]
+        )
+        info.add_metric((self.version,), 1)
+        yield info
 
-    # --- updates ---------------------------------------------------------------------
+
+class Metrics:
+    """Updated by the daemon on the event loop; rendered off it, from a snapshot."""
+
+    def __init__(self, *, version: str) -> None:
+        self.tables = _Tables(version)
 
     def observe(self, result: CheckResult, state: CheckStateView) -> None:
-        self.runs.labels(result.name, str(state.soft)).inc()
+        t = self.tables
+        _inc(t.runs, (result.name, str(state.soft)))
         for node in result.nodes:
             self.observe_node(result.name, node)
-        for name in STATES:
-            self.state.labels(result.name, name).set(1 if state.hard == name else 0)
-        self.flapping.labels(result.name).set(1 if state.flapping else 0)
-        for name in self._nodes.get(result.name, ()):
-            self.active.labels(result.name, name).set(1 if name == state.active_node else 0)
+        t.checks[result.name] = _CheckView(str(state.hard), state.flapping, state.active_node)
 
     def observe_node(self, check: str, node: NodeResult) -> None:
         if node.status is NodeStatus.SKIPPED:
             return
-        self._nodes.setdefault(check, set()).add(node.name)
-        labels = (check, node.name)
-        self.success.labels(*labels).set(1 if node.status is NodeStatus.UP else 0)
-        self.duration.labels(*labels).set(node.duration)
         for attempt in node.attempts:
-            outcome = "success" if attempt.error is None else "failure"
-            self.attempts.labels(*labels, outcome).inc()
+            outcome = "failure" if attempt.error else "success"
+            _inc(self.tables.attempts, (check, node.name, outcome))
         last = node.last
-        if last is None:
-            return
-        if "status_code" in last.details:
-            self.status_code.labels(*labels).set(last.details["status_code"])
-        for phase, seconds in last.phases.items():
-            self.phase.labels(*labels, phase).set(seconds)
-        expiry = last.details.get("tls_not_after_unix")
-        if expiry is not None:
-            self.cert_expiry.labels(*labels).set(expiry)
+        details = last.details if last else {}
+        self.tables.readings[(check, node.name)] = _Reading(
+            success=node.status is NodeStatus.UP,
+            duration=node.duration,
+            status_code=details.get("status_code"),
+            phases=tuple(last.phases.items()) if last else (),
+            cert_expiry=details.get("tls_not_after_unix"),
+        )
 
     def observe_transition(self, transition: Transition) -> None:
+        t = self.tables
         if transition.action == "failover":
-            self.failovers.labels(transition.check).inc()
+            _inc(t.failovers, transition.check)
         elif transition.action == "failback":
-            self.failbacks.labels(transition.check).inc()
+            _inc(t.failbacks, transition.check)
         elif transition.action == "state-change" and transition.to_state:
-            self.transitions.labels(transition.check, transition.to_state).inc()
+            _inc(t.changes, (transition.check, transition.to_state))
 
     def observe_lateness(self, seconds: float) -> None:
-        self.lateness.observe(seconds)
+        self.tables.lateness[bisect.bisect_left(LATENESS_BUCKETS, seconds)] += 1
+        self.tables.lateness_sum += seconds
 
     def count_skip(self, check: str) -> None:
-        self.skipped.labels(check).inc()
-
-    # --- reload ----------------------------------------------------------------------
+        _inc(self.tables.skipped, check)
 
     def keep_only(self, wanted: Mapping[str, Iterable[str]]) -> None:
-        """Drop the series of checks and nodes that are no longer configured."""
-        nodes_of = {check: set(nodes) for check, nodes in wanted.items()}
-        per_check = (
-            self.runs,
-            self.skipped,
-            self.state,
-            self.flapping,
-            self.failovers,
-            self.failbacks,
-            self.transitions,
-        )
-        per_node = (
-            self.success,
-            self.duration,
-            self.status_code,
-            self.phase,
-            self.cert_expiry,
-            self.attempts,
-            self.active,
-        )
-        for metric in per_check:
-            for labels in _label_sets(metric):
-                if labels[0] not in nodes_of:
-                    metric.remove(*labels)
-        for metric in per_node:
-            for labels in _label_sets(metric):
-                if labels[1] not in nodes_of.get(labels[0], ()):
-                    metric.remove(*labels)
-        self._nodes = {c: n & nodes_of[c] for c, n in self._nodes.items() if c in nodes_of}
+        """Forget checks and nodes that a reload removed."""
+        t = self.tables
+        nodes = {(check, node) for check, names in wanted.items() for node in names}
+        t.readings = {k: v for k, v in t.readings.items() if k in nodes}
+        t.attempts = {k: v for k, v in t.attempts.items() if (k[0], k[1]) in nodes}
+        t.runs = {k: v for k, v in t.runs.items() if k[0] in wanted}
+        t.changes = {k: v for k, v in t.changes.items() if k[0] in wanted}
+        t.checks = {k: v for k, v in t.checks.items() if k in wanted}
+        t.failovers = {k: v for k, v in t.failovers.items() if k in wanted}
+        t.failbacks = {k: v for k, v in t.failbacks.items() if k in wanted}
+        t.skipped = {k: v for k, v in t.skipped.items() if k in wanted}
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        return _render(self.tables)
+
+    async def render_async(self) -> bytes:
+        """Format in a thread from a snapshot: 10,000 checks take most of a second to
+        format, which on the event loop would make every check due meanwhile late."""
+        return await asyncio.to_thread(_render, self.tables.snapshot())
 
 
-def _label_sets(metric: Gauge | Counter) -> set[tuple[str, ...]]:
-    """The label values of every child of a metric, read through the public collect()."""
-    names = metric._labelnames
-    return {
-        tuple(sample.labels[name] for name in names)
-        for family in metric.collect()
-        for sample in family.samples
-    }
+def _render(tables: _Tables) -> bytes:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(tables)
+    return generate_latest(registry)
+
+
+def _node_families(readings: Mapping[tuple[str, str], _Reading]) -> Iterator[Metric]:
+    labels = ["check", "node"]
+    success = GaugeMetricFamily(
+        "probe_success", "1 if the node answered as expected", labels=labels
+    )
+    duration = GaugeMetricFamily(
+        "probe_duration_seconds",
+        "Seconds spent on the node in its last run, all attempts",
+        labels=labels,
+    )
+    status = GaugeMetricFamily(
+        "probe_http_status_code", "HTTP status of the last attempt", labels=labels
+    )
+    phases = GaugeMetricFamily(
+        "probe_http_duration_seconds",
+        "Seconds per phase of the last attempt",
+        labels=[*labels, "phase"],
+    )
+    expiry = GaugeMetricFamily(
+        "probe_ssl_earliest_cert_expiry", "Unix time the peer's certificate expires", labels=labels
+    )
+    for key, reading in readings.items():
+        success.add_metric(key, 1 if reading.success else 0)
+        duration.add_metric(key, reading.duration)
+        if reading.status_code is not None:
+            status.add_metric(key, reading.status_code)
+        for phase, seconds in reading.phases:
+            phases.add_metric((*key, phase), seconds)
+        if reading.cert_expiry is not None:
+            expiry.add_metric(key, reading.cert_expiry)
+    yield from (success, duration, status, phases, expiry)
+
+
+def _check_families(checks: Mapping[str, _CheckView]) -> Iterator[Metric]:
+    state = GaugeMetricFamily(
+        "hotline_probe_check_state",
+        "1 for the check's hard state (one series per check)",
+        labels=["check", "state"],
+    )
+    flapping = GaugeMetricFamily(
+        "hotline_probe_check_flapping", "1 while the check flaps", labels=["check"]
+    )
+    active = GaugeMetricFamily(
+        "hotline_probe_active_node", "1 for the node serving the check", labels=["check", "node"]
+    )
+    for check, view in checks.items():
+        state.add_metric((check, view.state), 1)
+        flapping.add_metric((check,), 1 if view.flapping else 0)
+        if view.active_node is not None:
+            active.add_metric((check, view.active_node), 1)
+    yield from (state, flapping, active)
+
+
+def _inc(table: dict[_K, int], key: _K) -> None:
+    table[key] = table.get(key, 0) + 1
+
+
+def _cumulative(counts: list[int]) -> list[tuple[str, float]]:
+    bounds = [*(str(bound) for bound in LATENESS_BUCKETS), "+Inf"]
+    running, out = 0, []
+    for bound, count in zip(bounds, counts, strict=True):
+        running += count
+        out.append((bound, float(running)))
+    return out
+
+
+def _counter(
+    name: str, documentation: str, labels: list[str], values: Mapping[Any, int]
+) -> CounterMetricFamily:
+    family = CounterMetricFamily(name.removesuffix("_total"), documentation, labels=labels)
+    for key, value in values.items():
+        family.add_metric(key if isinstance(key, tuple) else (key,), value)
+    return family
