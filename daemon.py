@@ -19,17 +19,27 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from config import secret_values
+from config.load import ConfigError, find_config, load_config
+from engine import report
+from engine.clock import Clock, SystemClock
+from engine.notify import Notifier, watchdog_interval
+from engine.result import CheckResult, NodeStatus, Status
+from engine.runner import run_check, run_node
+from engine.schedule import Job, Scheduler
+from engine.state import CheckStatus, StateTracker, Transition
+from events import log
+from events.ecs import check_event, daemon_event, state_fields, transition_event
+from events.redact import Scrubber
+from probes import PROBES
+from probes.base import ProbeContext
+from web.app import build_app, serve
+from web.metrics import Metrics
+
 if TYPE_CHECKING:
     from aiohttp import web
 
     from config.models import CheckBase, ProbeConfig
-    from engine.clock import Clock
-    from engine.notify import Notifier
-    from engine.result import CheckResult
-    from engine.schedule import Job
-    from engine.state import StateTracker, Transition
-    from probes.base import ProbeContext
-    from web.metrics import Metrics
 
 UNKNOWN = 3
 STOP_GRACE = 10.0  # seconds in-flight checks get to finish on SIGTERM before cancellation
@@ -44,8 +54,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-c", "--config", metavar="PATH", help="config file")
     parser.add_argument("--check-config", action="store_true", help="validate and exit")
     args = parser.parse_args(argv)
-
-    from config.load import ConfigError, find_config, load_config
 
     path = find_config(args.config)
     try:
@@ -79,8 +87,6 @@ class StartupError(Exception):
 
 def jobs_for(config: ProbeConfig) -> list[Job]:
     """A regular job per check, and a standby job per check that has alternates."""
-    from engine.schedule import Job
-
     jobs = [Job(check.name, check.interval) for check in config.checks]
     jobs += [
         Job(check.name + STANDBY, check.standby_interval)
@@ -102,8 +108,6 @@ class Daemon:
         stream: TextIO | None = None,
     ) -> None:
         """``stream`` receives the JSON events (stderr by default; journald reads it)."""
-        from engine.clock import SystemClock
-        from engine.notify import Notifier
 
         self.path = path
         self.config = config
@@ -118,6 +122,7 @@ class Daemon:
         self._locks: dict[str, asyncio.Lock] = {}
         self._stream = stream
         self._last_status = ""
+        self._status_at = float("-inf")
 
     # --- life cycle ------------------------------------------------------------------
 
@@ -137,13 +142,6 @@ class Daemon:
         self._stop.set()
 
     async def start(self) -> None:
-        from engine.notify import watchdog_interval
-        from engine.schedule import Scheduler
-        from engine.state import StateTracker
-        from events import log
-        from events.ecs import daemon_event
-        from probes.base import ProbeContext
-        from web.metrics import Metrics
 
         self._configure_logging(self.config)
         self.ctx: ProbeContext = ProbeContext(clock=self.clock)
@@ -172,8 +170,6 @@ class Daemon:
         )
 
     async def shutdown(self) -> None:
-        from events import log
-        from events.ecs import daemon_event
 
         self.notifier.stopping()
         scheduler = getattr(self, "scheduler", None)
@@ -200,9 +196,6 @@ class Daemon:
 
     async def reload(self) -> bool:
         """SIGHUP: load the file again; a bad file is refused and the running config stays."""
-        from config.load import ConfigError, load_config
-        from events import log
-        from events.ecs import daemon_event
 
         async with self._reload_lock:
             self.notifier.reloading()
@@ -252,9 +245,6 @@ class Daemon:
             else:
                 await self._run_regular(check)
         except Exception as exc:  # never let one check's bug stop the scheduler
-            from events import log
-            from events.ecs import daemon_event
-
             log.emit(
                 daemon_event(
                     "internal-error",
@@ -266,9 +256,6 @@ class Daemon:
             )
 
     async def _run_regular(self, check: CheckBase) -> None:
-        from engine.result import Status
-        from events import log
-        from events.ecs import check_event, state_fields
 
         async with self._lock(check.name):
             result = await self._probe(check)
@@ -294,7 +281,6 @@ class Daemon:
         broken proxy it depends on is next checked; asking the parent now (as Icinga does)
         turns twenty "down" alerts into one "down" and twenty "unreachable".
         """
-        from engine.state import CheckStatus
 
         for parent in check.depends_on:
             hard = self.state.check_state(parent).hard
@@ -304,9 +290,6 @@ class Daemon:
 
     async def _probe(self, check: CheckBase) -> CheckResult:
         """One run in the state's node order, plus the preferred node while on an alternate."""
-        from engine.result import NodeStatus
-        from engine.runner import run_check, run_node
-        from probes import PROBES
 
         by_name = {node.name: node for node in check.nodes}
         order = [by_name[name] for name in self.state.node_order(check.name)]
@@ -330,8 +313,6 @@ class Daemon:
 
     async def _run_standby(self, check: CheckBase) -> None:
         """Probe the alternates that are not serving, so a dead standby is known early."""
-        from engine.runner import run_node
-        from probes import PROBES
 
         active = self.state.check_state(check.name).active_node or check.nodes[0].name
         for node in check.nodes[1:]:
@@ -343,16 +324,18 @@ class Daemon:
             self._report(check, transitions)
 
     def _report(self, check: CheckBase, transitions: list[Transition]) -> None:
-        from events import log
-        from events.ecs import transition_event
 
         for transition in transitions:
             self.metrics.observe_transition(transition)
             log.emit(transition_event(transition, kind=check.kind, title=check.title))
-        line = self._status_line()
-        if line != self._last_status:
-            self._last_status = line
-            self.notifier.status(line)
+        # Counting states walks every check: at most once a second, not once per run.
+        now = self.clock.monotonic()
+        if now - self._status_at >= 1.0:
+            self._status_at = now
+            line = self._status_line()
+            if line != self._last_status:
+                self._last_status = line
+                self.notifier.status(line)
 
     # --- health, status, watchdog ----------------------------------------------------
 
@@ -368,8 +351,6 @@ class Daemon:
 
     async def _watchdog(self, interval: float) -> None:
         """Ping systemd only while the scheduler really turns; a hang gets us restarted."""
-        from events import log
-        from events.ecs import daemon_event
 
         withheld = False
         while True:
@@ -391,7 +372,6 @@ class Daemon:
 
     def status_document(self) -> dict[str, Any]:
         """What `probe --all --json` prints, each check extended with its state."""
-        from engine import report
 
         checks = []
         for check in self.config.checks:
@@ -427,7 +407,6 @@ class Daemon:
 
     async def _serve(self, listen: str) -> None:
         """Start the endpoint on ``listen`` (or none for "off"), replacing a running one."""
-        from web.app import build_app, serve
 
         runner = None
         if listen != "off":
@@ -446,9 +425,6 @@ class Daemon:
         self.web = runner
 
     def _configure_logging(self, config: ProbeConfig) -> None:
-        from config import secret_values
-        from events import log
-        from events.redact import Scrubber
 
         self._scrub = Scrubber(secret_values(config))
         log.configure(stream=self._stream, scrubber=self._scrub)
@@ -460,9 +436,6 @@ class Daemon:
 
     def _notify_failed(self, message: str) -> None:
         with contextlib.suppress(Exception):
-            from events import log
-            from events.ecs import daemon_event
-
             log.emit(daemon_event("notify-failed", message, level="warning", outcome="failure"))
 
 
