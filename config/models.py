@@ -397,6 +397,7 @@ class ProbeConfig(BaseSettings):
     """The daemon's HTTP endpoint (metrics, status, health); "off" disables it."""
 
     _referenced: frozenset[str] = PrivateAttr(default=frozenset())
+    _by_name: dict[str, CheckBase] = PrivateAttr(default_factory=dict)
     """Every value a ``${env:}`` / ``${file:}`` reference resolved to, for scrubbing."""
 
     @property
@@ -482,10 +483,10 @@ class ProbeConfig(BaseSettings):
         return checks
 
     def check(self, name: str) -> CheckBase:
-        for check in self.checks:
-            if check.name == name:
-                return check
-        raise KeyError(name)
+        """The check called ``name`` (KeyError if none); the daemon asks on every run."""
+        if not self._by_name:
+            self._by_name = {check.name: check for check in self.checks}
+        return self._by_name[name]
 
 
 _INHERITED = frozenset(Defaults.model_fields)
