@@ -34,7 +34,9 @@ fmt: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 bench: $(STAMP)  ## speed targets; prints figures and ratios against a baseline
+	bash scripts/install-test-deps.sh --bench $(VENV)
 	$(BIN)/python bench/bench_probe_all.py
+	$(BIN)/python bench/bench_daemon.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache

