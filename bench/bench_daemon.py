@@ -957,7 +957,8 @@ async def bench(args: argparse.Namespace, children: Children, work: Path) -> boo
     if run_b:
         if not os.access(args.exporter, os.X_OK):
             raise Unmeasurable(
-                f"{args.exporter} is missing: run `bash scripts/install-test-deps.sh --bench` as root"
+                f"{args.exporter} is missing: run "
+                "`bash scripts/install-test-deps.sh --bench` as root"
             )
         version = exporter_version(args.exporter)
     server, target_port = start_target(children)
