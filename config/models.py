@@ -397,8 +397,8 @@ class ProbeConfig(BaseSettings):
     """The daemon's HTTP endpoint (metrics, status, health); "off" disables it."""
 
     _referenced: frozenset[str] = PrivateAttr(default=frozenset())
-    _by_name: dict[str, CheckBase] = PrivateAttr(default_factory=dict)
     """Every value a ``${env:}`` / ``${file:}`` reference resolved to, for scrubbing."""
+    _by_name: dict[str, CheckBase] = PrivateAttr(default_factory=dict)
 
     @property
     def referenced_secrets(self) -> frozenset[str]:
