@@ -15,8 +15,8 @@ from typing import Any, NoReturn
 
 import yaml
 from pydantic import ValidationError
-from pydantic_settings import SettingsError
 
+from config import env
 from config.models import ProbeConfig
 
 DEFAULT_PATH = Path("/etc/hotline-probe/config.yaml")
@@ -86,20 +86,21 @@ def parse_config(document: str, *, source: str = "<config>") -> ProbeConfig:
         raise ConfigError(f"{source}: {_yaml_problem(exc)}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: the top level must be a mapping with a 'checks:' list")
-    # pydantic-settings takes keyword arguments starting with "_" as options of its own
-    # (`_cli_parse_args: true` would read sys.argv, `_env_prefix` move the overrides):
-    # no setting starts with "_", so such a key is refused like any unknown one. This
-    # keeps the document as plain init values, merged under the environment by
-    # pydantic-settings itself; a custom source would need the document smuggled in
-    # through a global to replace this one check.
+    # No setting starts with "_"; say so plainly rather than through pydantic's wording
+    # for private attributes.
     if options := [key for key in data if isinstance(key, str) and key.startswith("_")]:
         _refuse(source, [f"{key}: {_WORDING['extra_forbidden']}" for key in options])
     try:
-        return ProbeConfig(**data)
-    except ValidationError as exc:
-        _refuse(source, [f"{_path(e['loc'], data)}: {_message(e)}" for e in exc.errors()])
-    except SettingsError as exc:
+        environment = env.overrides(
+            {name: field.annotation for name, field in ProbeConfig.model_fields.items()}
+        )
+    except env.OverrideError as exc:
         raise ConfigError(f"{source}: {_environment_problem(exc)}") from None
+    merged = env.deep_merge(data, environment)
+    try:
+        return ProbeConfig.model_validate(merged)
+    except ValidationError as exc:
+        _refuse(source, [f"{_path(e['loc'], merged)}: {_message(e)}" for e in exc.errors()])
 
 
 def _refuse(source: str, lines: list[str]) -> NoReturn:
@@ -110,22 +111,20 @@ def _refuse(source: str, lines: list[str]) -> NoReturn:
 
 
 _SETTINGS_FIELD = re.compile(r'field "([^"]+)"')
-_ENV_PREFIX = str(ProbeConfig.model_config.get("env_prefix", ""))
-_ENV_DELIMITER = str(ProbeConfig.model_config.get("env_nested_delimiter", ""))
 
 
-def _environment_problem(exc: SettingsError) -> str:
+def _environment_problem(exc: env.OverrideError) -> str:
     """pydantic-settings could not decode an override (``PROBE_CHECKS=notjson``).
 
     It names the field; the variable may be ``PROBE_CHECKS`` or a nested one such as
     ``PROBE_DEFAULTS__RETRIES``, in any case, so the environment is searched for it.
     """
     match = _SETTINGS_FIELD.search(str(exc))
-    variable = (_ENV_PREFIX + (match.group(1) if match else "")).upper()
+    variable = (env.PREFIX + (match.group(1) if match else "")).upper()
     names = sorted(
         name
         for name in os.environ
-        if name.upper() == variable or name.upper().startswith(variable + _ENV_DELIMITER)
+        if name.upper() == variable or name.upper().startswith(variable + env.DELIMITER)
     )
     named = " or ".join(names) or f"{variable}*"
     # The decoder's message gives a position, never the value (it may hold a token).

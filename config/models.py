@@ -28,7 +28,6 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from config.duration import Duration
 from config.secrets import (
@@ -377,17 +376,9 @@ def kind_of(model: type[CheckBase]) -> str:
 # --- the whole file ----------------------------------------------------------------
 
 
-class ProbeConfig(BaseSettings):
-    """The root of the config file. Environment variables ``PROBE_A__B`` override ``a.b``."""
-
-    model_config = SettingsConfigDict(
-        frozen=True,
-        extra="forbid",
-        env_prefix="PROBE_",
-        env_nested_delimiter="__",
-        # PROBE_CONFIG names the file itself; it is not a setting inside it.
-        env_ignore_empty=True,
-    )
+class ProbeConfig(Model):
+    """The root of the config file. Environment variables ``PROBE_A__B`` override ``a.b``
+    (config/env.py merges them in before validation)."""
 
     defaults: Defaults = Defaults()
     checks: list[Check] = Field(min_length=1)
@@ -416,19 +407,6 @@ class ProbeConfig(BaseSettings):
             config = handler(data)
         config._referenced = frozenset(found)
         return config
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # The YAML document arrives as init kwargs; the environment is listed first so
-        # that it wins, deep-merged key by key (PROBE_DEFAULTS__TIMEOUT=10s).
-        return (env_settings, init_settings)
 
     @model_validator(mode="before")
     @classmethod
