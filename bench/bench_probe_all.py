@@ -195,7 +195,7 @@ def cold_start(runs: int, probe: str) -> tuple[Series, Series]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--checks", type=int, default=500, help="HTTP checks / requests per run")
-    parser.add_argument("--repeat", type=int, default=5, help="timed runs of each command")
+    parser.add_argument("--repeat", type=int, default=9, help="timed runs of each command")
     parser.add_argument("--concurrency", type=int, default=200, help="requests in flight")
     parser.add_argument("--help-runs", type=int, default=10, help="runs of `probe --help`")
     args = parser.parse_args()
@@ -213,12 +213,17 @@ def main() -> int:
         print(
             f"{s.label:<22}{s.wall:>9.3f}{n / s.wall:>9.0f}{s.cpu:>8.3f}{raw.wall / s.wall:>9.2f}"
         )
-    ratio = raw.wall / off.wall  # (n / off.wall) / (n / raw.wall)
+    # Each round runs raw then probe back to back, so the ratio within a round is taken
+    # under the same machine load; its median is the verdict. The ratio of the medians
+    # is printed beside it: on a shared machine the baseline alone swings by 20%.
+    paired = sorted(r / o for r, o in zip(raw.walls, off.walls, strict=True))
+    ratio = statistics.median(paired)
     ok_tp = ratio >= THROUGHPUT_TARGET
     print(
-        f"\nthroughput probe/raw: {n / off.wall:.0f} / {n / raw.wall:.0f} req/s = {ratio:.2f} "
-        f"(target >= {THROUGHPUT_TARGET:.2f}) "
-        f"{'PASS' if ok_tp else 'FAIL'}"
+        f"\nthroughput probe/raw, median of per-round ratios: {ratio:.2f} "
+        f"(rounds {paired[0]:.2f} to {paired[-1]:.2f}; ratio of medians "
+        f"{n / off.wall:.0f} / {n / raw.wall:.0f} req/s = {raw.wall / off.wall:.2f}) "
+        f"(target >= {THROUGHPUT_TARGET:.2f}) {'PASS' if ok_tp else 'FAIL'}"
     )
     print(f"  with --events on (info): {raw.wall / on.wall:.2f}")
 
