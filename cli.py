@@ -10,14 +10,13 @@ import contextlib
 import gc
 import os
 import sys
-from collections.abc import Callable, Coroutine, Iterator
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, NoReturn
 
 if TYPE_CHECKING:
     from config.models import ProbeConfig
     from engine.result import CheckResult
 
-T = TypeVar("T")
 UNKNOWN = 3  # Nagios: bad arguments, config errors, internal failure
 
 EPILOG = """\
@@ -108,14 +107,11 @@ def _main(argv: list[str]) -> int:
         parser.error("--concurrency must be at least 1")
 
     from config import secret_values
-    from config.load import ConfigError, find_config, load_config
+    from config.load import load_for
 
-    path = find_config(args.config)
-    try:
-        config = load_config(path)
-    except ConfigError as exc:
-        print(f"probe: {exc}", file=sys.stderr)
+    if (loaded := load_for("probe", args.config)) is None:
         return UNKNOWN
+    path, config = loaded
     if args.check_config:
         kinds = sorted({c.kind for c in config.checks})
         print(f"{path}: OK, {len(config.checks)} checks ({', '.join(kinds)})")
@@ -184,14 +180,9 @@ def run(
     on_result: OnResult | None = None
     if events:
         from events import log
-        from events.ecs import check_event, failover_event
 
         log.configure(scrubber=scrub)
-
-        def on_result(result: CheckResult) -> None:
-            log.emit(check_event(result))
-            if result.failed_over:
-                log.emit(failover_event(result))
+        on_result = log.emit_result
 
     async def go() -> list[CheckResult]:
         async with ProbeContext() as ctx:
@@ -200,17 +191,9 @@ def run(
             )
 
     gc.freeze()  # what exists now lives until exit: keep it out of any later collection
-    return _run_loop(go())
+    from engine.loop import run as run_loop
 
-
-def _run_loop(coro: Coroutine[Any, Any, T]) -> T:
-    try:
-        import uvloop
-    except ImportError:  # optional: about a third faster on many concurrent probes
-        import asyncio
-
-        return asyncio.run(coro)
-    return uvloop.run(coro)
+    return run_loop(go())
 
 
 def render(results: list[CheckResult], fmt: str, scrub: Callable[[str], str]) -> str:

@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from config import secret_values
-from config.load import ConfigError, find_config, load_config
+from config.load import ConfigError, load_config, load_for
 from engine import report
 from engine.clock import Clock, SystemClock
+from engine.loop import run as run_loop
 from engine.notify import Notifier, watchdog_interval
 from engine.result import CheckResult, NodeStatus, Status
 from engine.runner import run_check, run_node
@@ -55,30 +56,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check-config", action="store_true", help="validate and exit")
     args = parser.parse_args(argv)
 
-    path = find_config(args.config)
-    try:
-        config = load_config(path)
-    except ConfigError as exc:
-        print(f"probed: {exc}", file=sys.stderr)
+    if (loaded := load_for("probed", args.config)) is None:
         return UNKNOWN
+    path, config = loaded
     if args.check_config:
         print(f"{path}: OK, {len(config.checks)} checks")
         return 0
     try:
-        return _run(Daemon(path, config).run())
+        return run_loop(Daemon(path, config).run())
     except StartupError as exc:
         print(f"probed: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 0
-
-
-def _run(coro: Any) -> int:
-    try:
-        import uvloop
-    except ImportError:
-        return int(asyncio.run(coro))
-    return int(uvloop.run(coro))
 
 
 class StartupError(Exception):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -72,6 +73,17 @@ def find_config(cli_path: str | None, environ: Mapping[str, str] = os.environ) -
     if environ.get(ENV_VAR):
         return Path(environ[ENV_VAR])
     return DEFAULT_PATH
+
+
+def load_for(program: str, cli_path: str | None) -> tuple[Path, ProbeConfig] | None:
+    """What `probe` and `probed` do first: find and load the file, or say why not on
+    stderr (the caller then exits 3)."""
+    path = find_config(cli_path)
+    try:
+        return path, load_config(path)
+    except ConfigError as exc:
+        print(f"{program}: {exc}", file=sys.stderr)
+        return None
 
 
 def load_config(path: Path) -> ProbeConfig:

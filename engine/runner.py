@@ -145,9 +145,12 @@ async def _attempt(
         error = _timeout_error(marks, budget)
         return Attempt(number, clock.monotonic() - started, error, phases_from(marks)), None
     except ProbeFailure as failure:
-        phases = failure.phases or phases_from(marks)
         return Attempt(
-            number, clock.monotonic() - started, failure.error, phases, failure.details
+            number,
+            clock.monotonic() - started,
+            failure.error,
+            phases_from(marks),
+            failure.details,
         ), None
     except Exception as exc:  # a probe bug must cost one attempt, never the run
         error = ProbeError(

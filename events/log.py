@@ -15,7 +15,8 @@ from typing import Any, TextIO
 
 import structlog
 
-from events.ecs import ECS_VERSION
+from engine.result import CheckResult
+from events.ecs import ECS_VERSION, check_event, failover_event
 from events.redact import Scrubber
 
 EventDict = MutableMapping[str, Any]
@@ -75,6 +76,13 @@ def configure(
         logger_factory=structlog.WriteLoggerFactory(file=stream or sys.stderr),
         cache_logger_on_first_use=False,
     )
+
+
+def emit_result(result: CheckResult) -> None:
+    """The events of one run of ``probe``: the result, and the failover if there was one."""
+    emit(check_event(result))
+    if result.failed_over:
+        emit(failover_event(result))
 
 
 def emit(document: dict[str, Any]) -> None:

@@ -76,20 +76,20 @@ def one_line(text: str, limit: int = _MAX_MESSAGE) -> str:
 
 
 class ProbeFailure(Exception):
-    """Raised by a probe for a classified failure; carries what was measured before it."""
+    """Raised by a probe for a classified failure, with facts seen before it (``details``).
+
+    Phase timings need no passing: the runner reads them from the attempt's marks."""
 
     def __init__(
         self,
         type: ErrorType,
         message: str,
         *,
-        phases: Mapping[str, float] | None = None,
         details: Mapping[str, Any] | None = None,
     ) -> None:
         message = one_line(message)
         super().__init__(message)
         self.error = ProbeError(type, message)
-        self.phases = dict(phases or {})
         self.details = dict(details or {})
 
 
@@ -97,9 +97,9 @@ class ProbeFailure(Exception):
 class Observation:
     """What a successful attempt saw.
 
-    ``phases`` are seconds spent in each protocol phase (``resolve``, ``connect``, ``tls``,
-    ``processing``, ``transfer``); ``details`` are facts worth reporting (HTTP status,
-    certificate expiry); ``warnings`` are things that work today but need attention.
+    ``details`` are facts worth reporting (HTTP status, certificate expiry); ``warnings``
+    are things that work today but need attention. ``phases`` (seconds per protocol
+    phase) is normally left empty: the runner measures them from the attempt's marks.
     """
 
     phases: Mapping[str, float] = field(default_factory=dict)

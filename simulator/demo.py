@@ -149,7 +149,6 @@ async def _demo(args: argparse.Namespace, example: str) -> None:
     from engine import report
     from engine.runner import run_all
     from events import log
-    from events.ecs import check_event, failover_event
     from probes.base import ProbeContext
 
     log.configure(level="info" if args.events else "critical")
@@ -170,11 +169,7 @@ async def _demo(args: argparse.Namespace, example: str) -> None:
                     f'(PUT /nodes/police-110/node-a with {{"mode": "refusing"}})'
                 )
 
-            def on_result(result: Any) -> None:
-                if args.events:
-                    log.emit(check_event(result))
-                    if result.failed_over:
-                        log.emit(failover_event(result))
+            on_result = log.emit_result if args.events else None
 
             round_no = 0
             while round_no < args.rounds or args.keep_running:

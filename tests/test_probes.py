@@ -6,6 +6,7 @@ is the production one, so timeouts are enforced exactly as in `probe --all`.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -317,6 +318,32 @@ async def test_failover_across_real_nodes(sim: Simulator, ctx: ProbeContext) -> 
     assert b.requests == 1
 
 
+@contextlib.asynccontextmanager
+async def serving(app: Any, ssl_context: Any = None) -> AsyncIterator[int]:
+    """A one-off aiohttp app on 127.0.0.1, port 0; yields the port."""
+    from aiohttp import web
+
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context).start()
+        yield int(runner.addresses[0][1])
+    finally:
+        await runner.cleanup()
+
+
+async def with_peak_memory(check: CheckBase, ctx: ProbeContext) -> tuple[CheckResult, int]:
+    """Run a check and report the most memory Python held at once meanwhile."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        result = await run_check(check, ctx)
+        return result, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
 async def test_mutual_tls_presents_the_client_certificate(
     ctx: ProbeContext, tmp_path: Path
 ) -> None:
@@ -343,12 +370,7 @@ async def test_mutual_tls_presents_the_client_certificate(
 
     app = web.Application()
     app.router.add_get("/", hello)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_ctx)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
+    async with serving(app, server_ctx) as port:
         nodes = f'[{{name: n, url: "https://127.0.0.1:{port}/"}}]'
         with_cert = one_check(
             "http",
@@ -361,42 +383,23 @@ async def test_mutual_tls_presents_the_client_certificate(
         without = one_check("http", nodes, retries="{attempts: 1}", tls=f"{{ca_file: {ca_file}}}")
         error_type, _ = error_of(await run_check(without, ctx))
         assert error_type in (ErrorType.TLS, ErrorType.CONNECTION_RESET, ErrorType.PROTOCOL)
-    finally:
-        await runner.cleanup()
 
 
 async def test_memory_stays_bounded_on_an_endless_body(sim: Simulator, ctx: ProbeContext) -> None:
     """Reading an endless body allocates about the body cap, not what the peer sends."""
-    import tracemalloc
-
     peer = await sim.add_http("link", "n", mode=Mode.HUGE_BODY)
     check = one_check(
         "http", f'[{{name: n, url: "{peer.url}"}}]', retries="{attempts: 1}", max_body_bytes=2**20
     )
-    tracemalloc.start()
-    try:
-        result = await run_check(check, ctx)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    result, peak = await with_peak_memory(check, ctx)
     assert error_of(result)[0] is ErrorType.BODY_TOO_LARGE
     assert peak < 8 * 2**20
-
-
-async def _serve(ctx_app: Any) -> tuple[Any, int]:
-    from aiohttp import web
-
-    runner = web.AppRunner(ctx_app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    return runner, runner.addresses[0][1]
 
 
 async def test_compressed_body_is_capped_after_inflating(ctx: ProbeContext) -> None:
     """A 30 KB gzip that inflates to 30 MiB is body_too_large, with bounded memory; a
     small gzip body is inflated and judged."""
     import gzip
-    import tracemalloc
 
     from aiohttp import web
 
@@ -409,8 +412,7 @@ async def test_compressed_body_is_capped_after_inflating(ctx: ProbeContext) -> N
 
     app = web.Application()
     app.router.add_get("/{tail:.*}", handler)
-    runner, port = await _serve(app)
-    try:
+    async with serving(app) as port:
         ok = one_check(
             "http",
             f'[{{name: n, url: "http://127.0.0.1:{port}/small"}}]',
@@ -421,16 +423,9 @@ async def test_compressed_body_is_capped_after_inflating(ctx: ProbeContext) -> N
         check = one_check(
             "http", f'[{{name: n, url: "http://127.0.0.1:{port}/bomb"}}]', retries="{attempts: 1}"
         )
-        tracemalloc.start()
-        try:
-            result = await run_check(check, ctx)
-            _, peak = tracemalloc.get_traced_memory()
-        finally:
-            tracemalloc.stop()
+        result, peak = await with_peak_memory(check, ctx)
         assert error_of(result)[0] is ErrorType.BODY_TOO_LARGE
         assert peak < 8 * 2**20
-    finally:
-        await runner.cleanup()
 
 
 async def test_redirect_to_https_is_verified(sim: Simulator, ctx: ProbeContext) -> None:
@@ -444,8 +439,7 @@ async def test_redirect_to_https_is_verified(sim: Simulator, ctx: ProbeContext) 
 
     app = web.Application()
     app.router.add_get("/", redirect)
-    runner, port = await _serve(app)
-    try:
+    async with serving(app) as port:
         check = one_check(
             "http",
             f'[{{name: n, url: "http://127.0.0.1:{port}/"}}]',
@@ -453,8 +447,6 @@ async def test_redirect_to_https_is_verified(sim: Simulator, ctx: ProbeContext) 
             follow_redirects="true",
         )
         assert error_of(await run_check(check, ctx))[0] is ErrorType.TLS
-    finally:
-        await runner.cleanup()
 
 
 @pytest.mark.parametrize(
