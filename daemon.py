@@ -30,7 +30,7 @@ from engine.runner import run_check, run_node
 from engine.schedule import Job, Scheduler
 from engine.state import CheckStatus, StateTracker, Transition
 from events import log
-from events.ecs import check_event, daemon_event, state_fields, transition_event
+from events.ecs import check_event, daemon_event, transition_event
 from events.redact import Scrubber
 from probes import PROBES
 from probes.base import ProbeContext
@@ -258,10 +258,7 @@ class Daemon:
             view = self.state.check_state(check.name)
             self.latest[check.name] = result
             self.metrics.observe(result, view)
-            event = check_event(result)
-            event["state"] = state_fields(view)
-            event["hotline_probe"]["hard_status"] = str(view.hard)
-            log.emit(event)
+            log.emit(check_event(result, view))
             self._report(check, transitions)
 
     async def _refresh_parents(self, check: CheckBase) -> None:

@@ -44,8 +44,12 @@ def timestamp(result: CheckResult) -> str:
     return iso(result.started_at)
 
 
-def check_event(result: CheckResult) -> dict[str, Any]:
-    """One document per check run: what was checked, where, how it went and why."""
+def check_event(result: CheckResult, state: Any = None) -> dict[str, Any]:
+    """One document per check run: what was checked, where, how it went and why.
+
+    Under the daemon ``state`` (an engine.state view) adds Heartbeat's ``state.*`` and
+    the hard status beside the run's own.
+    """
     node = _reporting_node(result)
     failed = result.status is Status.DOWN
     total_attempts = sum(len(n.attempts) for n in result.nodes)
@@ -88,6 +92,9 @@ def check_event(result: CheckResult) -> dict[str, Any]:
     error = _first_error(result)
     if error is not None:
         doc["error"] = {"type": str(error.type), "message": error.message}
+    if state is not None:
+        doc["state"] = state_fields(state)
+        doc["hotline_probe"]["hard_status"] = str(state.hard)
     return doc
 
 
