@@ -205,6 +205,7 @@ class Daemon:
                 self.notifier.ready(self._status_line())
                 return False
             self.config = new
+            self.ctx.forget_tls()
             self._configure_logging(new)
             self.state.reconfigure(new)
             self.metrics.keep_only({c.name: [n.name for n in c.nodes] for c in new.checks})

@@ -192,6 +192,11 @@ class ProbeContext:
                 ) from None
         return cached
 
+    def forget_tls(self) -> None:
+        """Build TLS contexts anew on next use: a reload must pick up a rotated CA or
+        client certificate even when the ``tls:`` block reads the same."""
+        self._ssl.clear()
+
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()

@@ -319,3 +319,11 @@ async def test_reload_refuses_each_kind_of_bad_file(env: Env, addition: str, wor
     assert [c.name for c in env.daemon.config.checks] == ["zzd-proxy", "police-110"]
     await env.tick()
     assert (await env.status())["police-110"]["status"] == "up"
+
+
+async def test_reload_rereads_tls_files(env: Env) -> None:
+    """After SIGHUP the TLS contexts are built again, so rotated certificate files count."""
+    before = env.daemon.ctx.ssl_context(None)
+    assert env.daemon.ctx.ssl_context(None) is before  # cached between runs
+    assert await env.daemon.reload()
+    assert env.daemon.ctx.ssl_context(None) is not before
