@@ -30,6 +30,7 @@ from pydantic import (
 )
 
 from config.duration import Duration
+from config.outputs import Output, StreamOutput, check_outputs
 from config.secrets import (
     Secret,
     as_written,
@@ -376,6 +377,9 @@ def kind_of(model: type[CheckBase]) -> str:
 # --- the whole file ----------------------------------------------------------------
 
 
+_STDERR: Output = StreamOutput(type="stderr")
+
+
 class ProbeConfig(Model):
     """The root of the config file. Environment variables ``PROBE_A__B`` override ``a.b``
     (config/env.py merges them in before validation)."""
@@ -386,6 +390,8 @@ class ProbeConfig(Model):
     """How many checks run at once; the rest wait for a slot."""
     listen: Annotated[str, AfterValidator(_check_listen)] = "127.0.0.1:9640"
     """The daemon's HTTP endpoint (metrics, status, health); "off" disables it."""
+    outputs: list[Output] = Field(default_factory=lambda: [_STDERR])
+    """Where the daemon's events go (docs/events.md); by default JSON lines on stderr."""
 
     _referenced: frozenset[str] = PrivateAttr(default=frozenset())
     """Every value a ``${env:}`` / ``${file:}`` reference resolved to, for scrubbing."""
@@ -431,6 +437,12 @@ class ProbeConfig(Model):
                     check["retries"] = default_retries | own_retries
             merged.append(check)
         return data | {"checks": merged}
+
+    @field_validator("outputs")
+    @classmethod
+    def _outputs_apart(cls, outputs: list[Output]) -> list[Output]:
+        check_outputs(outputs)
+        return outputs
 
     @field_validator("checks")
     @classmethod

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import functools
 import socket
+from collections.abc import Iterator
 from typing import Any
 
 from engine.clock import rfc3339
-from engine.result import CheckResult, NodeResult, Status
+from engine.result import Attempt, CheckResult, NodeResult, Status
 from probes.base import ProbeError
 
 ECS_VERSION = "8.11.0"
@@ -98,6 +99,44 @@ def check_event(result: CheckResult, state: Any = None) -> dict[str, Any]:
     return doc
 
 
+def attempt_events(result: CheckResult) -> Iterator[dict[str, Any]]:
+    """One document per failed attempt, before the run's own event: the SIEM sees each
+    error a retry or a failover hid, with the run's ``check_group``."""
+    for node in result.nodes:
+        for attempt in node.attempts:
+            if attempt.error is None:
+                continue
+            doc: dict[str, Any] = {
+                "@timestamp": timestamp(result),
+                "message": (
+                    f"{result.name} node {node.name} attempt {attempt.number} failed: "
+                    f"{attempt.error.type}: {attempt.error.message}"
+                ),
+                "log": {"level": "info"},
+                "event": {
+                    "kind": "event",
+                    "category": ["network"],
+                    "type": ["connection", "error"],
+                    "action": "attempt",
+                    "outcome": "failure",
+                    "duration": int(attempt.duration * 1e9),
+                    "dataset": DATASET,
+                },
+                "monitor": {
+                    "id": result.name,
+                    "name": result.title or result.name,
+                    "type": result.kind,
+                    "check_group": result.check_group,
+                },
+                "service": {"name": result.name, "node": {"name": node.name}},
+                "observer": observer(),
+                "error": {"type": str(attempt.error.type), "message": attempt.error.message},
+                "hotline_probe": {"attempt": attempt.number},
+            }
+            _add_target(doc, node, attempt)
+            yield doc
+
+
 def failover_event(result: CheckResult) -> dict[str, Any]:
     """The preferred node failed and an alternate answered in this run."""
     preferred = result.preferred
@@ -179,7 +218,7 @@ def _first_error(result: CheckResult) -> ProbeError | None:
     return result.preferred.error
 
 
-def _add_target(doc: dict[str, Any], node: NodeResult) -> None:
+def _add_target(doc: dict[str, Any], node: NodeResult, attempt: Attempt | None = None) -> None:
     from urllib.parse import urlsplit
 
     target = node.target
@@ -195,7 +234,7 @@ def _add_target(doc: dict[str, Any], node: NodeResult) -> None:
         doc["destination"] = {"address": host}
         if port:
             doc["destination"]["port"] = port
-    attempt = node.last
+    attempt = attempt or node.last
     if attempt is not None:
         if "tls_not_after" in attempt.details:
             doc["tls"] = {"server": {"x509": {"not_after": attempt.details["tls_not_after"]}}}

@@ -6,17 +6,22 @@ structlog's own key ``event`` is the ECS object ``event``: the message key is re
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
 import logging
 import sys
-from collections.abc import Callable, MutableMapping
+import uuid
+from collections.abc import Callable, MutableMapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
 import structlog
 
 from engine.result import CheckResult
-from events.ecs import ECS_VERSION, check_event, failover_event
+from events.ecs import ECS_VERSION, attempt_events, check_event, failover_event
+from events.outputs import Output, Problem
+from events.outputs.stream import StreamSink
 from events.redact import Scrubber
 
 EventDict = MutableMapping[str, Any]
@@ -53,33 +58,157 @@ def _readable_order(_: Any, __: str, event_dict: EventDict) -> EventDict:
     return ordered
 
 
+# Every event of this process gets the next number, whatever pipeline is configured at
+# the time: a reader who sees 41 then 43 knows that one is missing.
+_RUN_ID = uuid.uuid4().hex[:16]
+_sequence = itertools.count(1)
+
+MAX_EVENT_CHARS = 60_000
+"""Longer events have their long texts cut: they must fit one UDP datagram and a
+collector's message size, and 100 KB of peer output helps nobody."""
+_CUT_TO = 1024
+
+TAPS: list[Callable[[dict[str, Any]], None]] = []
+"""Called with every event as rendered (tests validate each one against docs/events.md)."""
+
+
+def _stamp(_: Any, __: str, event_dict: EventDict) -> EventDict:
+    number = next(_sequence)
+    event = event_dict.get("event")
+    if not isinstance(event, dict):
+        event = event_dict["event"] = {}
+    event["id"] = f"{_RUN_ID}-{number}"
+    event["sequence"] = number
+    return event_dict
+
+
+def _shorten(value: Any) -> Any:
+    if isinstance(value, str) and len(value) > _CUT_TO:
+        return value[:_CUT_TO] + f"...[{len(value) - _CUT_TO} characters cut]"
+    if isinstance(value, dict):
+        return {k: _shorten(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_shorten(v) for v in value]
+    return value
+
+
+class Pipeline:
+    """Renders each event once (JSON, scrubbed) and hands it to every output.
+
+    structlog's processors stamp and render; this object is the "logger" at the end of
+    the chain. An output's problems become ``output-*`` events of their own, emitted after
+    the event that caused them, and also written to stderr when stderr is not an output:
+    journald keeps them even when the only output is the one that broke.
+    """
+
+    def __init__(self, outputs: Sequence[Output], scrub: Callable[[str], str]) -> None:
+        self.outputs = list(outputs)
+        self.scrub = scrub
+        self._pending: list[Problem] = []
+        self._emitting = False
+        self._stderr_is_output = any(isinstance(o, StreamSink) for o in self.outputs)
+        for output in self.outputs:
+            output.problems = self._problem
+            output.scrub = scrub
+
+    def render(self, _: Any, __: str, event_dict: EventDict) -> Any:
+        line = self.scrub(_dumps(event_dict))
+        if len(line) > MAX_EVENT_CHARS:
+            event_dict = _shorten(event_dict)
+            if isinstance(event_dict.get("hotline_probe"), dict):
+                event_dict["hotline_probe"]["truncated"] = True
+            line = self.scrub(_dumps(event_dict))
+        return (line,), {"doc": event_dict}
+
+    def write(self, line: str, doc: EventDict) -> None:
+        for tap in TAPS:
+            tap(json.loads(line))
+        self._emitting = True
+        try:
+            for output in self.outputs:
+                try:
+                    output.submit(doc, line)
+                except Exception as exc:  # a bug in one output must not cost the others
+                    output.counts["dropped"] += 1
+                    output.failed(f"internal error in output: {exc!r}", level="error")
+        finally:
+            self._emitting = False
+        while self._pending and not self._emitting:
+            self._report(self._pending.pop(0))
+
+    # structlog calls the method named after the level.
+    debug = info = warning = warn = error = critical = exception = msg = write
+
+    def _problem(self, problem: Problem) -> None:
+        self._pending.append(problem)
+        if not self._emitting:
+            while self._pending:
+                self._report(self._pending.pop(0))
+
+    def _report(self, problem: Problem) -> None:
+        from events.ecs import daemon_event
+
+        document = daemon_event(
+            problem.action,
+            f"output {problem.output}: {problem.message}",
+            level=problem.level,
+            outcome="success" if problem.action == "output-recovered" else "failure",
+            output=problem.output,
+            **({"dropped": problem.dropped} if problem.dropped else {}),
+        )
+        if not self._stderr_is_output:
+            with contextlib.suppress(Exception):
+                brief = {k: document[k] for k in ("message", "log", "event")}
+                sys.stderr.write(self.scrub(_dumps(brief)) + "\n")
+        emit(document)
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        return {o.name: dict(o.counts) for o in self.outputs}
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False, default=str, separators=(",", ":"))
+
+
+_pipeline: Pipeline | None = None
+
+
 def configure(
     *,
+    outputs: Sequence[Output] | None = None,
     stream: TextIO | None = None,
     level: str = "info",
     scrubber: Callable[[str], str] | None = None,
-) -> None:
-    """Route every event to ``stream`` (stderr by default) as one JSON line."""
-    scrub = scrubber or Scrubber()
-
-    def serialize(obj: Any, **_: Any) -> str:
-        return scrub(json.dumps(obj, ensure_ascii=False, default=str, separators=(",", ":")))
-
+) -> Pipeline:
+    """Route every event to ``outputs`` (by default JSON lines on ``stream`` or stderr)."""
+    global _pipeline
+    if outputs is None:
+        outputs = [StreamSink("stderr", stream or sys.stderr)]
+    pipeline = _pipeline = Pipeline(outputs, scrubber or Scrubber())
     structlog.configure(
         processors=[
             _ecs_base,
             structlog.processors.EventRenamer("message", replace_by="_event"),
+            _stamp,
             _readable_order,
-            structlog.processors.JSONRenderer(serializer=serialize),
+            pipeline.render,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
-        logger_factory=structlog.WriteLoggerFactory(file=stream or sys.stderr),
+        logger_factory=lambda *_: pipeline,
         cache_logger_on_first_use=False,
     )
+    return pipeline
+
+
+def current() -> Pipeline | None:
+    """The configured pipeline (for /metrics), if any."""
+    return _pipeline
 
 
 def emit_result(result: CheckResult) -> None:
     """The events of one run of ``probe``: the result, and the failover if there was one."""
+    for document in attempt_events(result):
+        emit(document)
     emit(check_event(result))
     if result.failed_over:
         emit(failover_event(result))

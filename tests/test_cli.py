@@ -143,8 +143,16 @@ async def test_events_are_ecs_and_secrets_never_leak(topology: tuple[Simulator, 
     _, config = topology
     run = await probe("--all", "--json", "-c", str(config), "--events", "on", env=ENV)
     events = [json.loads(line) for line in run.stderr.splitlines()]
-    actions = sorted(e["event"]["action"] for e in events)
+    actions = sorted(e["event"]["action"] for e in events if e["event"]["action"] != "attempt")
     assert actions == ["check", "check", "check", "check", "failover"]
+    # Each failed attempt is an event of its own, in the run's check_group.
+    attempts = [e for e in events if e["event"]["action"] == "attempt"]
+    assert attempts
+    assert all(e["event"]["outcome"] == "failure" and e["error"]["type"] for e in attempts)
+    # Numbered one by one in the order written, each with its own id.
+    sequence = [e["event"]["sequence"] for e in events]
+    assert sequence == list(range(sequence[0], sequence[0] + len(events)))
+    assert len({e["event"]["id"] for e in events}) == len(events)
     for event in events:
         assert problems(event) == [], event
         assert event["ecs"]["version"].startswith("8.")
