@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from config import secret_values
 from config.load import ConfigError, load_config, load_for
+from config.outputs import Output as OutputConfig
+from config.outputs import output_names
 from engine import report
 from engine.clock import Clock, SystemClock
 from engine.loop import run as run_loop
@@ -29,8 +31,9 @@ from engine.result import CheckResult, NodeStatus, Status
 from engine.runner import run_check, run_node
 from engine.schedule import Job, Scheduler
 from engine.state import CheckStatus, StateTracker, Transition
-from events import log
-from events.ecs import check_event, daemon_event, transition_event
+from events import log, outputs
+from events.ecs import check_event, daemon_event, observer, transition_event
+from events.outputs import Output
 from events.redact import Scrubber
 from probes import PROBES
 from probes.base import ProbeContext
@@ -44,6 +47,7 @@ if TYPE_CHECKING:
 
 UNKNOWN = 3
 STOP_GRACE = 10.0  # seconds in-flight checks get to finish on SIGTERM before cancellation
+OUTPUT_GRACE = 3.0  # seconds queued events get to reach a collector on stop; then the spool
 STANDBY = "/standby"
 
 
@@ -112,6 +116,8 @@ class Daemon:
         self._locks: dict[str, asyncio.Lock] = {}
         self._stream = stream
         self._last_status = ""
+        self.outputs: list[Output] = []
+        self._output_configs: list[OutputConfig] = []
         self._status_at = float("-inf")
 
     # --- life cycle ------------------------------------------------------------------
@@ -133,10 +139,11 @@ class Daemon:
 
     async def start(self) -> None:
 
-        self._configure_logging(self.config)
+        await self._open_outputs(self.config)
         self.ctx: ProbeContext = ProbeContext(clock=self.clock)
         self.state: StateTracker = StateTracker(self.config, clock=self.clock)
         self.metrics: Metrics = Metrics(version=_version())
+        self.metrics.outputs = lambda: self.outputs
         self.scheduler = Scheduler(
             clock=self.clock,
             concurrency=self.config.concurrency,
@@ -181,6 +188,8 @@ class Daemon:
                 cancelled=cancelled,
             )
         )
+        for output in self.outputs:
+            await output.close(grace=OUTPUT_GRACE)
         sys.stderr.flush()
         self.notifier.close()
 
@@ -206,7 +215,7 @@ class Daemon:
                 return False
             self.config = new
             self.ctx.forget_tls()
-            self._configure_logging(new)
+            await self._open_outputs(new)
             self.state.reconfigure(new)
             self.metrics.keep_only({c.name: [n.name for n in c.nodes] for c in new.checks})
             self.scheduler.set_jobs(jobs_for(new), concurrency=new.concurrency)
@@ -412,10 +421,25 @@ class Daemon:
             await self.web.cleanup()
         self.web = runner
 
-    def _configure_logging(self, config: ProbeConfig) -> None:
-
+    async def _open_outputs(self, config: ProbeConfig) -> None:
+        """Route events to the config's outputs. On reload an output whose settings did
+        not change is kept as it is (connection, queue, spool); the others are closed
+        only after the new set is in place, so that no event falls between the two."""
         self._scrub = Scrubber(secret_values(config))
-        log.configure(stream=self._stream, scrubber=self._scrub)
+        previous = {(o.name, c): o for o, c in zip(self.outputs, self._output_configs, strict=True)}
+        current: list[Output] = []
+        for name, entry in zip(output_names(config.outputs), config.outputs, strict=True):
+            output = previous.pop((name, entry), None)
+            if output is None:
+                output = outputs.build_one(
+                    name, entry, stderr=self._stream, hostname=observer()["hostname"]
+                )
+                await output.start()
+            current.append(output)
+        self.outputs, self._output_configs = current, list(config.outputs)
+        log.configure(outputs=current, scrubber=self._scrub)
+        for stale in previous.values():
+            await stale.close(grace=OUTPUT_GRACE)
 
     def _spawn(self, coro: Any, name: str | None = None) -> None:
         task = asyncio.create_task(coro, name=name)

@@ -78,7 +78,9 @@ class SyslogOutput(_Model):
 
     type: Literal["syslog"]
     name: OutputName | None = None
-    transport: Literal["udp", "tcp", "tls"] = "tcp"
+    transport: Literal["udp", "tcp", "tls", "relp"] = "tcp"
+    """relp: rsyslog's acknowledged protocol (imrelp); the only one where a collector's
+    restart can lose nothing at all (docs/events.md)."""
     address: Annotated[str, AfterValidator(_check_address)]
     format: Literal["json", "cef"] = "json"
     facility: Literal[tuple(FACILITIES)] = "local0"  # type: ignore[valid-type]

@@ -165,7 +165,8 @@ def failover_event(result: CheckResult) -> dict[str, Any]:
         },
         "service": {"name": result.name, "node": {"name": result.active_node}},
         "observer": observer(),
-        "hotline_probe": {"from_node": preferred.name, "to_node": result.active_node},
+        # The same names as the daemon's failover transition: from/to are nodes.
+        "hotline_probe": {"from": preferred.name, "to": result.active_node, "suppressed": False},
     }
     if error:
         doc["error"] = {"type": str(error.type), "message": error.message}

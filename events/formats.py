@@ -19,6 +19,17 @@ NILVALUE = "-"
 SEVERITY = {"critical": 2, "error": 3, "warning": 4, "info": 6, "debug": 7}
 CEF_SEVERITY = {"debug": 1, "info": 3, "warning": 6, "error": 8, "critical": 10}
 
+
+def utf8(text: str) -> bytes:
+    """Valid UTF-8 whatever the text holds: a lone surrogate (bytes that were not UTF-8,
+    decoded with surrogateescape) becomes U+FFFD instead of failing the whole event."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        fixed = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        return fixed.encode("utf-8", "replace")
+
+
 _NOT_PRINTUSASCII = re.compile(r"[^!-~]")
 
 
@@ -86,9 +97,7 @@ class Rfc5424:
         sd = scrub(f"[{self.sd_id} {' '.join(params)}]") if params else NILVALUE
         msg = scrub(cef_line(doc)) if self.cef else BOM + json_line
         text = f"<{pri}>1 {doc['@timestamp']} {self.prefix_tail} {msgid} {sd} {msg}"
-        # Lone surrogates (bytes that were not UTF-8, decoded with surrogateescape) cannot
-        # be encoded: they become U+FFFD so that the frame is valid UTF-8.
-        return text.encode("utf-8", "replace")
+        return utf8(text)
 
 
 # --- CEF ---------------------------------------------------------------------------

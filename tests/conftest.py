@@ -65,3 +65,20 @@ async def fake_ctx(fake_clock: FakeClock) -> AsyncIterator[ProbeContext]:
     """Real sockets, fake time: retries and backoff run instantly but are recorded."""
     async with ProbeContext(clock=fake_clock) as context:
         yield context
+
+
+@pytest.fixture(autouse=True)
+def _events_match_the_schema() -> Iterator[None]:
+    """Every event any test writes must match docs/events.md (and ECS): code and
+    document cannot drift apart without a test failing."""
+    from events import log
+    from tests.event_schema import validate
+
+    seen: list[dict[str, Any]] = []
+    log.TAPS.append(seen.append)
+    try:
+        yield
+    finally:
+        log.TAPS.remove(seen.append)
+    wrong = [(event.get("event", {}).get("action"), p) for event in seen for p in validate(event)]
+    assert not wrong, f"events departing from docs/events.md: {wrong[:10]}"

@@ -158,7 +158,7 @@ async def test_events_are_ecs_and_secrets_never_leak(topology: tuple[Simulator, 
         assert event["ecs"]["version"].startswith("8.")
         assert event["@timestamp"].endswith("Z")
     failover = next(e for e in events if e["event"]["action"] == "failover")
-    assert failover["hotline_probe"] == {"from_node": "node-a", "to_node": "node-b"}
+    assert failover["hotline_probe"] == {"from": "node-a", "to": "node-b", "suppressed": False}
     police = next(
         e
         for e in events

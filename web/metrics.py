@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import copy
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -30,6 +30,7 @@ from engine.result import CheckResult, NodeResult, NodeStatus
 
 if TYPE_CHECKING:
     from engine.state import CheckStateView, Transition
+    from events.outputs import Output
 
 __all__ = ["CONTENT_TYPE", "Metrics"]
 
@@ -74,6 +75,8 @@ class _Tables(Collector):
     skipped: dict[str, int] = field(default_factory=_dict)
     lateness: list[int] = field(default_factory=lambda: [0] * (len(LATENESS_BUCKETS) + 1))
     lateness_sum: float = 0.0
+    output_events: dict[tuple[str, str], int] = field(default_factory=_dict)
+    spool_bytes: dict[str, float] = field(default_factory=_dict)
 
     def snapshot(self) -> _Tables:
         """A copy whose containers the event loop will not change while a thread renders."""
@@ -88,6 +91,8 @@ class _Tables(Collector):
             "changes",
             "skipped",
             "lateness",
+            "output_events",
+            "spool_bytes",
         ):
             setattr(tables, name, copy.copy(getattr(self, name)))
         return tables
@@ -134,6 +139,21 @@ class _Tables(Collector):
             buckets=_cumulative(self.lateness),
             sum_value=self.lateness_sum,
         )
+        yield _counter(
+            "hotline_probe_output_events_total",
+            "Events handled by each output: sent, spooled (waiting on disk or in memory), "
+            "replayed from the spool, dropped",
+            ["output", "outcome"],
+            self.output_events,
+        )
+        spool = GaugeMetricFamily(
+            "hotline_probe_output_spool_bytes",
+            "Bytes of events waiting for an output's collector",
+            labels=["output"],
+        )
+        for output, size in self.spool_bytes.items():
+            spool.add_metric((output,), size)
+        yield spool
         info = GaugeMetricFamily(
             "hotline_probe_build_info", "Version of hotline-probe", labels=["version"]
         )
@@ -146,6 +166,8 @@ class Metrics:
 
     def __init__(self, *, version: str) -> None:
         self.tables = _Tables(version)
+        self.outputs: Callable[[], Iterable[Output]] = tuple
+        """The event outputs whose counters a scrape shows (the daemon sets it)."""
 
     def observe(self, result: CheckResult, state: CheckStateView) -> None:
         t = self.tables
@@ -199,12 +221,23 @@ class Metrics:
         t.failbacks = {k: v for k, v in t.failbacks.items() if k in wanted}
         t.skipped = {k: v for k, v in t.skipped.items() if k in wanted}
 
+    def observe_outputs(self, outputs: Iterable[Output]) -> None:
+        """Copy the outputs' counters (they count on every event; we read at scrape time)."""
+        t = self.tables
+        t.output_events = {(o.name, outcome): n for o in outputs for outcome, n in o.counts.items()}
+        t.spool_bytes = {
+            o.name: gauges["spool_bytes"]
+            for o in outputs
+            if "spool_bytes" in (gauges := o.gauges())
+        }
+
     def render(self) -> bytes:
         return _render(self.tables)
 
     async def render_async(self) -> bytes:
         """Format in a thread from a snapshot: 10,000 checks take most of a second to
         format, which on the event loop would make every check due meanwhile late."""
+        self.observe_outputs(self.outputs())
         return await asyncio.to_thread(_render, self.tables.snapshot())
 
 

@@ -7,36 +7,28 @@ the spool.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Sequence
-from typing import Any, TextIO
+from typing import TextIO
 
-from config.outputs import FileOutput, StreamOutput, SyslogOutput, output_names
+from config.outputs import FileOutput, StreamOutput, SyslogOutput
 from events.outputs.base import Output, Problem
 from events.outputs.file import FileSink
 from events.outputs.stream import StreamSink
 from events.outputs.syslog import SyslogSink
 
-__all__ = ["Output", "Problem", "build"]
+__all__ = ["Output", "Problem", "build_one"]
 
 
-def build(
-    configs: Sequence[StreamOutput | FileOutput | SyslogOutput],
+def build_one(
+    name: str,
+    config: StreamOutput | FileOutput | SyslogOutput,
     *,
-    problems: Callable[[Problem], None],
     stderr: TextIO | None = None,
     hostname: str = "",
-) -> list[Output]:
-    """One sink per configured output. ``stderr`` replaces the process's stderr (tests)."""
-    sinks: list[Output] = []
-    for name, config in zip(output_names(list(configs)), configs, strict=True):
-        sink: Any
-        if isinstance(config, StreamOutput):
-            stream = sys.stdout if config.type == "stdout" else (stderr or sys.stderr)
-            sink = StreamSink(name, stream)
-        elif isinstance(config, FileOutput):
-            sink = FileSink(name, config)
-        else:
-            sink = SyslogSink(name, config, hostname=hostname)
-        sink.problems = problems
-        sinks.append(sink)
-    return sinks
+) -> Output:
+    """The sink for one configured output. ``stderr`` stands in for the process's stderr
+    (tests). The pipeline that routes events to it sets its ``problems`` and ``scrub``."""
+    if isinstance(config, StreamOutput):
+        return StreamSink(name, sys.stdout if config.type == "stdout" else (stderr or sys.stderr))
+    if isinstance(config, FileOutput):
+        return FileSink(name, config)
+    return SyslogSink(name, config, hostname=hostname)

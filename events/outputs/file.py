@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from config.outputs import FileOutput
+from events.formats import utf8
 from events.outputs.base import Output
 
 
@@ -36,7 +37,7 @@ class FileSink(Output):
         return self._fd
 
     def submit(self, doc: Mapping[str, Any], line: str) -> None:
-        data = (line + "\n").encode("utf-8", "replace")
+        data = utf8(line + "\n")
         try:
             fd = self._open()
             if self._size and self._size + len(data) > self.max_bytes:

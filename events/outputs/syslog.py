@@ -18,14 +18,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import socket
 import ssl
 from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
 from config.outputs import SyslogOutput
+from events.ecs import observer
 from events.formats import Rfc5424
 from events.outputs.base import Output
+from events.outputs.relp import RelpError, RelpSession
 from events.spool import DiskSpool, MemorySpool, SpoolError
 
 _BATCH_RECORDS = 512
@@ -46,7 +50,7 @@ class SyslogSink(Output):
         from config.models import split_address  # config.models imports config.outputs
 
         self.config = config
-        self.format = Rfc5424(config, hostname)
+        self.format = Rfc5424(config, hostname or observer()["hostname"])
         self.host, self.port = split_address(config.address)
         self.target = f"{config.transport}://{config.address}"
         self.streaming = config.transport != "udp"
@@ -66,6 +70,8 @@ class SyslogSink(Output):
         self._peer_closed = False
         self._writer: asyncio.StreamWriter | None = None
         self._reader_task: asyncio.Task[None] | None = None
+        self._peek: socket.socket | None = None
+        self._relp: RelpSession | None = None
         self._task: asyncio.Task[None] | None = None
         self._udp: asyncio.DatagramTransport | None = None
 
@@ -120,7 +126,7 @@ class SyslogSink(Output):
 
     def _send_datagram(self, frame: bytes) -> None:
         if self._udp is None:
-            self.counts["dropped"] += 1
+            self.dropped(1, f"no socket for {self.target} yet")
             return
         if len(frame) > _UDP_MAX:
             self.dropped(1, f"an event of {len(frame)} bytes does not fit a UDP datagram")
@@ -133,12 +139,14 @@ class SyslogSink(Output):
     async def start(self) -> None:
         if self._startup_problem:
             self.failed(self._startup_problem, level="error")
+        if not self.streaming:
+            await self._connect()  # a datagram socket is ready at once, or never
         self._task = asyncio.create_task(self._run(), name=f"output-{self.name}")
 
     async def _run(self) -> None:
         backoff = _FIRST_BACKOFF
         while not self._closed.is_set():
-            if not await self._connect():
+            if self._udp is None and not await self._connect():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._closed.wait(), backoff)
                 backoff = min(backoff * 2, self.config.reconnect_max)
@@ -167,6 +175,7 @@ class SyslogSink(Output):
                 )
                 self._udp = transport
                 return True
+            relp = self.config.transport == "relp"
             context: ssl.SSLContext | None = None
             server_name: str | None = None
             if self.config.transport == "tls":
@@ -186,9 +195,24 @@ class SyslogSink(Output):
                 f"cannot reach {self.target}: {_describe(exc, self.config.connect_timeout)}"
             )
             return False
+        if relp:
+            session = RelpSession(reader, writer, self.config.send_timeout)
+            try:
+                await session.open()
+            except (OSError, TimeoutError) as exc:
+                session.abort()
+                self.failed(f"cannot open RELP with {self.target}: {_describe(exc, 0)}")
+                return False
+            self._relp = session
         self._writer = writer
         self._peer_closed = False
-        self._reader_task = asyncio.create_task(self._watch(reader))
+        raw = writer.get_extra_info("socket")
+        # A duplicate of the connection's descriptor, for peeking (asyncio's own socket
+        # object refuses recv); it is the same connection, closed with it.
+        self._peek = socket.socket(fileno=os.dup(raw.fileno())) if raw is not None else None
+        self._reader_task = asyncio.create_task(
+            self._watch_relp(self._relp) if relp and self._relp else self._watch(reader)
+        )
         return True
 
     async def _watch(self, reader: asyncio.StreamReader) -> None:
@@ -196,6 +220,11 @@ class SyslogSink(Output):
         with contextlib.suppress(OSError):
             while await reader.read(4096):
                 pass
+        self._peer_closed = True
+        self._wake.set()
+
+    async def _watch_relp(self, session: RelpSession) -> None:
+        await session.closed.wait()
         self._peer_closed = True
         self._wake.set()
 
@@ -210,7 +239,16 @@ class SyslogSink(Output):
             if stage is None:
                 break
             records, token = stage.read_batch(_BATCH_BYTES)
-            await self._write(records)
+            try:
+                await self._write(records)
+            except RelpError as exc:  # the answered ones are delivered: never again
+                done = exc.acked + exc.refused
+                if done:
+                    _commit_prefix(stage, records, done)
+                    self.counts["replayed"] += exc.acked
+                if exc.refused:
+                    self.dropped(1, str(exc))
+                raise
             stage.commit(token)
             self.counts["replayed"] += len(records)
         if self._spooling:
@@ -220,26 +258,60 @@ class SyslogSink(Output):
             batch = [self._queue.popleft() for _ in range(min(_BATCH_RECORDS, len(self._queue)))]
             try:
                 await self._write(batch)
-            except BaseException:
-                self._queue.extendleft(reversed(batch))  # not known to be sent: keep them
+            except BaseException as exc:
+                done = 0
+                if isinstance(exc, RelpError):  # the answered ones are delivered
+                    done = exc.acked + exc.refused
+                    self.counts["sent"] += exc.acked
+                    if exc.refused:
+                        self.dropped(1, str(exc))
+                self._queue.extendleft(reversed(batch[done:]))  # not known to be sent
                 raise
             self.counts["sent"] += len(batch)
 
     async def _write(self, records: list[bytes]) -> None:
-        if self._peer_closed or self._writer is None:
+        if self._peer_closed or self._writer is None or self._closed_under_us():
             raise _PeerClosed("the collector closed the connection")
+        if self._relp is not None:
+            # RELP carries the bare syslog message: drop the octet count kept in the spool.
+            await self._relp.send([r[r.index(b" ") + 1 :] for r in records])
+            return
         self._writer.write(b"".join(records))
         await asyncio.wait_for(self._writer.drain(), self.config.send_timeout)
 
-    def _disconnect(self, why: str) -> None:
+    def _closed_under_us(self) -> bool:
+        """Has the collector closed, though the loop has not told our reader yet?
+
+        A peek at the socket right before writing: a FIN already here means whatever we
+        write now would be lost. For TLS this sees only a bare FIN (a close_notify alert
+        is data), which is what a stopping collector sends last."""
+        peek = self._peek
+        if peek is None:
+            return False
+        try:
+            return peek.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
+
+    def _disconnect(self, why: str | None) -> None:
+        """Drop the connection; ``why`` is reported (None: we are stopping, nothing to say)."""
         writer, self._writer = self._writer, None
+        if self._relp is not None:
+            self._relp.abort()
+            self._relp = None
+        if self._peek is not None:
+            self._peek.close()
+            self._peek = None
         if writer is not None:
             writer.transport.abort()  # a stalled peer would make a clean close wait
         if self._reader_task is not None:
             self._reader_task.cancel()
         if not self._spooling:
             self._start_spooling()
-        self.failed(f"lost {self.target}: {why}")
+        if why is not None:
+            self.failed(f"lost {self.target}: {why}")
 
     async def close(self, grace: float = 2.0) -> None:
         """Send what is queued if the collector takes it within ``grace`` seconds; whatever is
@@ -260,9 +332,10 @@ class SyslogSink(Output):
                 await self._task
         if self._reader_task is not None:
             self._reader_task.cancel()
+        if self._relp is not None:
+            await self._relp.close()  # tells the collector; answers to nothing are pending
         if self._writer is not None:
-            self._writer.transport.abort()
-            self._writer = None
+            self._disconnect(None)
         if self._udp is not None:
             self._udp.close()
         for record in self._queue:  # the stopping daemon's last events
@@ -279,6 +352,14 @@ class SyslogSink(Output):
             "queue_events": float(len(self._queue)),
             "spool_bytes": float(self._disk.size if self._disk else self._overflow.size),
         }
+
+
+def _commit_prefix(stage: DiskSpool | MemorySpool, records: list[bytes], count: int) -> None:
+    """Move a spool past the first ``count`` records of a batch."""
+    if isinstance(stage, DiskSpool):
+        stage.commit(sum(len(r) for r in records[:count]))
+    else:
+        stage.commit(count)
 
 
 def _client_context(config: SyslogOutput) -> ssl.SSLContext:
