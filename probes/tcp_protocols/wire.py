@@ -81,11 +81,11 @@ class Wire:
                 raise ProbeFailure(
                     ErrorType.PROTOCOL, f"{self.name}: peer closed the connection without a reply"
                 )
-            of = f" of {want}" if want is not None else ""
-            raise ProbeFailure(
-                ErrorType.PROTOCOL,
-                f"{self.name}: peer closed the connection after {have}{of} bytes of the {what}",
-            )
+            if want is not None:
+                cut = f"after {have} of {want} bytes of the {what}"
+            else:  # a line: count everything the peer said, lines before it included
+                cut = f"after {self._received} bytes, before a complete {what}"
+            raise ProbeFailure(ErrorType.PROTOCOL, f"{self.name}: peer closed the connection {cut}")
         self.mark("first_byte")
         self._received += len(chunk)
         self._buffer += chunk
