@@ -11,8 +11,6 @@ from probes.base import ErrorType, Observation, ProbeContext, ProbeFailure, atte
 from probes.net import close, open_stream, printable
 from probes.tcp_protocols import CONVERSATIONS, Wire
 
-__all__ = ["printable", "probe"]
-
 
 async def probe(check: TcpCheck, node: AddressNode, ctx: ProbeContext) -> Observation:
     reader, writer = await open_stream(node.host, node.port, ctx)

@@ -195,9 +195,7 @@ async def sshd(
         await _stop(process)
 
 
-async def test_sshd_banner(
-    ctx: ProbeContext, sshd: tuple[str, asyncio.subprocess.Process]
-) -> None:
+async def test_sshd_banner(ctx: ProbeContext, sshd: tuple[str, asyncio.subprocess.Process]) -> None:
     """The jump host's sshd identifies itself: protocol 2.0 and its software version.
     The probe answers with its own identification, so sshd logs a client that left
     before authenticating, not a broken key exchange."""
@@ -384,6 +382,17 @@ async def test_postgres_over_tls_reports_the_auth_method(ctx: ProbeContext, tmp_
     assert "tls" in only_attempt(result).phases
 
 
+async def test_postgres_plaintext_after_yes_to_ssl_is_refused(ctx: ProbeContext) -> None:
+    """Bytes after the "S" would be taken as if they came over TLS (CVE-2021-23222):
+    refused as protocol, before any handshake."""
+    async with scripted_peer(None, b"SR\x00\x00\x00\x08\x00\x00\x00\x00") as address:
+        error_type, message = down(await run(ctx, "postgres", address))
+    assert (error_type, message) == (
+        ErrorType.PROTOCOL,
+        "postgres: unencrypted bytes arrived before TLS started",
+    )
+
+
 async def test_postgres_tls_block_verifies(ctx: ProbeContext, tmp_path: Path) -> None:
     """With a `tls:` block the certificate is verified: a CA that did not sign it fails."""
     certs = CertAuthority(directory=tmp_path / "server")
@@ -444,6 +453,17 @@ async def test_amqp_other_version_is_alive_with_a_warning(ctx: ProbeContext) -> 
         result = await run(ctx, "amqp", address)
     assert up(result)["server_protocol"] == "AMQP 1.0.0"
     assert "does not speak 0-9-1" in result.nodes[0].warnings[0]
+
+
+async def test_ssh_lines_before_the_identification_are_skipped(ctx: ProbeContext) -> None:
+    """RFC 4253 lets a server send other lines (a legal notice) before its identification."""
+    notice = b"Authorised use only.\r\nSSH-2.0-OpenSSH_8.0 FreeBSD-20200214\r\n"
+    async with scripted_peer(notice) as address:
+        details = up(await run(ctx, "ssh", address))
+    assert (details["software_version"], details["comments"]) == (
+        "OpenSSH_8.0",
+        "FreeBSD-20200214",
+    )
 
 
 async def test_simulator_greetings_pass_the_presets(ctx: ProbeContext) -> None:
