@@ -21,7 +21,8 @@ deps: $(STAMP)  ## tools the tests drive: systemd-analyze, promtool/prometheus, 
 demo: $(STAMP)  ## run the checks against the built-in loopback simulators
 	$(BIN)/probe demo
 
-test: deps  ## the whole test suite
+test: deps  ## the whole test suite (starts PostgreSQL, MariaDB, Redis, RabbitMQ if down)
+	bash scripts/start-services.sh
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)  ## ruff and mypy --strict, as CI runs them

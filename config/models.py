@@ -327,6 +327,10 @@ class TcpExpect(Model):
     """A pattern the first bytes the peer sends must match (a middleware banner)."""
 
 
+TcpProtocol = Literal["mysql", "postgres", "redis", "amqp", "ssh", "smtp"]
+"""The ``protocol:`` presets of ``kind: tcp`` (probes/tcp_protocols.py speaks them)."""
+
+
 class TcpCheck(CheckBase):
     kind: Literal["tcp"]
     nodes: list[AddressNode] = Field(min_length=1)
@@ -335,6 +339,22 @@ class TcpCheck(CheckBase):
     References are resolved; their values are sent as they are, escapes and all."""
     expect: TcpExpect = TcpExpect()
     max_read_bytes: int = Field(4096, ge=1, le=1 * MiB)
+    protocol: TcpProtocol | None = None
+    """Speak just enough of this protocol to know the service answers (no credentials)."""
+
+    @model_validator(mode="after")
+    def _protocol_speaks_alone(self) -> TcpCheck:
+        # A preset writes and reads its own conversation: bytes of the user's own, or a
+        # pattern over bytes nobody can predict (binary greetings), would fight with it.
+        if self.protocol is not None:
+            own = {"send": self.send, "expect.reply_regex": self.expect.reply_regex}
+            for key, value in own.items():
+                if value is not None:
+                    raise ValueError(
+                        f"{key} cannot be combined with protocol: {self.protocol} "
+                        "(the preset speaks the protocol itself)"
+                    )
+        return self
 
     @field_validator("send")
     @classmethod

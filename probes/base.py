@@ -40,6 +40,7 @@ class ErrorType(StrEnum):
     ASSERTION = "assertion"  # answered, but not what the check expects
     LATENCY = "latency"  # answered correctly, slower than the check allows
     PROTOCOL = "protocol"  # the peer does not speak the protocol (garbage, bad framing)
+    UNAVAILABLE = "unavailable"  # speaks it, but says it serves nobody now (too many clients)
     BODY_TOO_LARGE = "body_too_large"
     INTERNAL = "internal"  # a bug in the probe; reported, never raised past the runner
 

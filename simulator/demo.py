@@ -24,10 +24,11 @@ import yaml
 
 from simulator.modes import Mode
 from simulator.peers import Simulator
+from simulator.tcp_node import GREETINGS
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "config" / "example.yaml"
 DEMO_TOKEN = "demo-token-not-a-secret"  # noqa: S105 - stands in for ${env:...} references
-SSH_BANNER = b"SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n"
+SSH_BANNER = GREETINGS["ssh"]
 
 
 @dataclass(frozen=True)
@@ -101,13 +102,16 @@ async def _http_node(sim: Simulator, check: dict[str, Any], node: dict[str, Any]
 
 
 async def _stream_node(sim: Simulator, check: dict[str, Any], node: dict[str, Any]) -> None:
+    protocol = check.get("protocol")
+    if protocol is not None and protocol not in GREETINGS:
+        # A preset the simulator cannot play would be down in every round: probe the
+        # port alone instead, and say so rather than show a made-up outage.
+        _say(f"demo: {check['name']}: the simulator cannot play {protocol}; checking the port")
+        del check["protocol"]
+        protocol = None
     wants_ssh = "SSH" in str(check.get("expect", {}).get("reply_regex", ""))
-    peer = await sim.add_tcp(
-        check["name"],
-        node["name"],
-        banner=SSH_BANNER if wants_ssh else b"",
-        tls=check["kind"] == "tls",
-    )
+    banner = GREETINGS[protocol] if protocol else SSH_BANNER if wants_ssh else b""
+    peer = await sim.add_tcp(check["name"], node["name"], banner=banner, tls=check["kind"] == "tls")
     node["address"] = peer.address
 
 

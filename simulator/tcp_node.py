@@ -21,6 +21,37 @@ _CERT_FOR_MODE = {
 _MAX_LINE = 4096
 
 
+def _mysql_greeting() -> bytes:
+    """A MariaDB 10.11 handshake (protocol v10), as the server sends it on connect."""
+    payload = b"".join(
+        (
+            b"\x0a5.5.5-10.11.6-MariaDB-0+deb12u1\x00",  # protocol, version (MariaDB prefix)
+            (42).to_bytes(4, "little"),  # connection id
+            b"scramble",  # first 8 bytes of the auth data (a fixed, meaningless salt)
+            b"\x00",
+            (0xF7FE).to_bytes(2, "little"),  # capabilities, low half: no SSL
+            b"\x2d",  # charset utf8mb4
+            (0x0002).to_bytes(2, "little"),  # status: autocommit
+            (0x81FF).to_bytes(2, "little"),  # capabilities, high half: plugin auth
+            b"\x15" + b"\x00" * 10,  # auth data length 21, reserved
+            b"rest-of-salt\x00",  # the other 13 bytes of the auth data, NUL included
+            b"mysql_native_password\x00",
+        )
+    )
+    return len(payload).to_bytes(3, "little") + b"\x00" + payload
+
+
+# What a node sends on connect to pass for a server of ``protocol:`` (the tcp presets).
+# Redis needs none: the node answers PING. PostgreSQL and AMQP speak only when spoken to
+# in their own binary framing, which these nodes do not play.
+GREETINGS: dict[str, bytes] = {
+    "mysql": _mysql_greeting(),
+    "ssh": b"SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n",
+    "smtp": b"220 mail.hotline.invalid ESMTP Postfix (Debian/GNU)\r\n",
+    "redis": b"",
+}
+
+
 class SimTcpNode(SimNode):
     """Sends `banner` on connect and answers ``PING\\r\\n`` with ``+PONG\\r\\n``.
 
