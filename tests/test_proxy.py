@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from config import secret_values
-from config.load import ConfigError, parse_config
+from config.load import parse_config
 from config.models import CheckBase, HttpCheck, ProxyCheck
 from engine.result import CheckResult, Status
 from engine.runner import run_check
@@ -462,14 +462,6 @@ checks:
 
 
 # --- config ----------------------------------------------------------------------------
-
-
-def test_kind_proxy_needs_a_proxy() -> None:
-    """`kind: proxy` without `proxy:` is refused, naming the field."""
-    with pytest.raises(ConfigError, match=r"checks\[0\]\.proxy: is required"):
-        parse_config(
-            'checks:\n  - {name: c, kind: proxy, nodes: [{name: n, url: "https://t.invalid/"}]}\n'
-        )
 
 
 def test_proxy_check_model() -> None:
