@@ -473,3 +473,49 @@ def test_proxy_check_model() -> None:
     assert check.proxy.address == "zzd.invalid:3128"
     assert check.proxy.endpoint == "http://zzd.invalid:3128"
     assert check.proxy.credentials == (USER, PASSWORD)
+
+
+# --- the demo ------------------------------------------------------------------------
+
+
+async def test_demo_proxy_checks_follow_the_switches(tmp_path: Path) -> None:
+    """`probe --all --json` against the demo's topology: flipping the simulated 浙政钉
+    proxy takes the proxy check and the signed provincial calls through it down (with
+    the proxy named as the culprit) and back up."""
+    import yaml
+
+    from simulator.demo import EXAMPLE, build
+
+    async with Simulator(directory=tmp_path) as sim:
+        document = await build(sim, EXAMPLE.read_text(encoding="utf-8"))
+        config = tmp_path / "demo.yaml"
+        config.write_text(yaml.safe_dump(document, allow_unicode=True), encoding="utf-8")
+        forward_proxy = sim.node("forward-proxy", "zzd-proxy")
+        seen: list[dict[str, tuple[str, str | None]]] = []
+        for mode in (Mode.HEALTHY, Mode.REFUSING, Mode.ERRORING, Mode.HEALTHY):
+            await forward_proxy.set_mode(mode)
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                *("-m", "cli", "--all", "--json", "--events", "off", "-c", str(config)),
+                cwd=ROOT,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+            stdout, stderr = await asyncio.wait_for(proc.communicate(), 30)
+            checks = {c["name"]: c for c in json.loads(stdout)["checks"]}
+            seen.append(
+                {
+                    name: (
+                        checks[name]["status"],
+                        (checks[name]["nodes"][0]["error"] or {}).get("type"),
+                    )
+                    for name in ("zzd-proxy", "province-minhu")
+                }
+            )
+    assert seen == [
+        {"zzd-proxy": ("up", None), "province-minhu": ("up", None)},
+        {"zzd-proxy": ("down", "proxy"), "province-minhu": ("down", "proxy")},
+        # A proxy that answers 502 works; it is the far side it cannot reach.
+        {"zzd-proxy": ("down", "connection"), "province-minhu": ("down", "connection")},
+        {"zzd-proxy": ("up", None), "province-minhu": ("up", None)},
+    ], stderr.decode()
