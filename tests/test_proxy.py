@@ -26,7 +26,7 @@ from config.load import parse_config
 from config.models import CheckBase, HttpCheck, ProxyCheck
 from engine.result import CheckResult, Status
 from engine.runner import run_check
-from probes.base import ErrorType, ProbeContext
+from probes.base import ErrorType, ProbeContext, attempt_marks
 from simulator import Mode, SimHttpNode, Simulator
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -519,3 +519,33 @@ async def test_demo_proxy_checks_follow_the_switches(tmp_path: Path) -> None:
         {"zzd-proxy": ("down", "connection"), "province-minhu": ("down", "connection")},
         {"zzd-proxy": ("up", None), "province-minhu": ("up", None)},
     ], stderr.decode()
+
+
+def test_documented_example_loads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The example at the top of docs/kinds/proxy.md is a valid config."""
+    monkeypatch.setenv("ZZD_PROXY_PASSWORD", "doc-proxy-pw")
+    monkeypatch.setenv("MINHU_SIGN_SECRET", "doc-sign-secret")
+    doc = (ROOT / "docs" / "kinds" / "proxy.md").read_text(encoding="utf-8")
+    example = doc.split("```yaml\n", 1)[1].split("```", 1)[0]
+    config = parse_config("checks:\n" + example)
+    zzd, minhu = config.checks
+    assert isinstance(zzd, ProxyCheck) and isinstance(minhu, HttpCheck)
+    assert minhu.proxy == zzd.proxy and minhu.sign is not None
+    assert zzd.proxy.credentials == ("hotline-probe", "doc-proxy-pw")
+
+
+async def test_hang_before_the_proxy_connects_is_the_proxys(ctx: ProbeContext) -> None:
+    """An attempt cut by its timeout while still connecting to the proxy (a black-holed
+    proxy address) is a proxy failure naming that wait."""
+
+    async def stuck_connecting(check: Any, node: Any, ctx: ProbeContext) -> Any:
+        marks = attempt_marks()
+        marks["connect_start"] = marks["proxy_start"] = ctx.clock.monotonic()
+        await asyncio.Event().wait()
+
+    check = proxy_check("https://127.0.0.1:9/", "127.0.0.1:9", timeout="50ms")
+    result = await run_check(check, ctx, probes={"proxy": stuck_connecting})
+    assert error_of(result) == (
+        ErrorType.PROXY,
+        "no answer within 50ms, waiting for the connection to the proxy",
+    )
