@@ -75,7 +75,7 @@ async def probe(check: HttpCheckBase, node: HttpNode, ctx: ProbeContext) -> Obse
         if not https:
             # An http:// answer through a proxy may be the proxy's own error page (one
             # that cannot reach the target): the message shows both rather than guessing.
-            answered = f" ({reason}) through proxy {proxy.address}" if reason else ""
+            answered = (f" ({reason})" if reason else "") + f" through proxy {proxy.address}"
     _judge(check.expect, status, body, marks["end"] - marks["start"], details, answered)
     return Observation(details=details, warnings=warnings)
 
@@ -282,6 +282,9 @@ def _stamp(*names: str) -> None:
             facts["marks"][name] = now
 
 
+_PROXY_MARKS = ("proxy_connected", "tunnel_start", "tunnel_end", "tls_start", "tls_end")
+
+
 class _Connector(aiohttp.TCPConnector):
     # The overrides below are aiohttp's internal steps (pinned < 3.14 in pyproject);
     # each only marks a boundary and calls the original.
@@ -290,6 +293,8 @@ class _Connector(aiohttp.TCPConnector):
         facts = _connection_facts.get()
         if facts is not None and req.proxy is not None:
             facts["tunnel"] = req.is_ssl()  # https: a CONNECT follows the proxy's connect
+            for name in _PROXY_MARKS:  # a redirect's connection starts the proxy anew
+                facts["marks"].pop(name, None)
             _stamp("proxy_start")
         protocol = await super()._create_connection(req, traces, timeout)
         transport = getattr(protocol, "transport", None)
@@ -312,7 +317,10 @@ class _Connector(aiohttp.TCPConnector):
         if client_error is aiohttp.ClientProxyConnectionError:
             facts = _connection_facts.get()
             tunnel = facts is not None and facts.get("tunnel")
-            _stamp("proxy_connected", "tunnel_start") if tunnel else _stamp("proxy_connected")
+            if tunnel:
+                _stamp("proxy_connected", "tunnel_start")
+            else:
+                _stamp("proxy_connected")
         return connected
 
     async def _start_tls_connection(

@@ -549,3 +549,18 @@ async def test_hang_before_the_proxy_connects_is_the_proxys(ctx: ProbeContext) -
         ErrorType.PROXY,
         "no answer within 50ms, waiting for the connection to the proxy",
     )
+
+
+async def test_signed_request_through_the_proxy(tinyproxy: StartProxy, ctx: ProbeContext) -> None:
+    """A signed call through the proxy (the provincial interface's path) still verifies:
+    the proxy relays the path, query and headers the signature covers."""
+    from tests.test_signing import verifying_server
+
+    proxy = await tinyproxy()
+    async with verifying_server("canary-sign-via-proxy-2") as server:
+        url = server.url + "/open/api/%E6%8E%A5%E5%8F%A3?z=1&a=%E6%B5%B7+%E5%AE%81"
+        check = proxy_check(url, proxy, sign="{secret: canary-sign-via-proxy-2}")
+        result = await run_check(check, ctx)
+    assert result.status is Status.UP, result.nodes[0].error
+    (seen,) = server.seen
+    assert "tinyproxy" in seen.get("Via", "")  # it did come through the proxy

@@ -8,6 +8,7 @@ hmac and hashlib modules and its own canonical query, never with probes/signing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -192,19 +193,27 @@ class Verifier:
         return web.json_response({"status": "ok"})
 
 
-@pytest.fixture
-async def verifier() -> AsyncIterator[Verifier]:
-    verifier = Verifier(secret=SECRET)
+@contextlib.asynccontextmanager
+async def verifying_server(secret: str) -> AsyncIterator[Verifier]:
+    """An aiohttp app on 127.0.0.1, port 0, that checks every request's signature."""
+    verifier = Verifier(secret=secret)
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", verifier.handle)
     runner = web.AppRunner(app)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    verifier.url = f"http://127.0.0.1:{port}"
-    yield verifier
-    await runner.cleanup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        verifier.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        yield verifier
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def verifier() -> AsyncIterator[Verifier]:
+    async with verifying_server(SECRET) as server:
+        yield server
 
 
 def signed_check(url: str, secret: str, **opts: Any) -> HttpCheck:
