@@ -341,8 +341,12 @@ async def hostile_proxy(answer: bytes | None, *, close: bool = True) -> AsyncIte
         ),
         (b"HTTP/1.1 200 Connec", "closed the connection before answering CONNECT"),
         (b"", "closed the connection before answering CONNECT"),
+        (
+            b"HTTP/1.1 200 OK\r\nX-Junk: " + b"j" * 100_000,
+            "answered CONNECT with something that is not HTTP: Got more than",
+        ),
     ],
-    ids=["garbage", "cut-mid-status-line", "closed-at-once"],
+    ids=["garbage", "cut-mid-status-line", "closed-at-once", "huge-header"],
 )
 async def test_hostile_proxy_answers_are_proxy_failures(
     ctx: ProbeContext, answer: bytes, message: str
