@@ -10,7 +10,7 @@ import codecs
 import re
 from collections.abc import Iterator, Sequence
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -175,6 +175,32 @@ or secret-looking query parameters."""
 WithReferences = Annotated[
     str, AfterValidator(resolve_in_text), PlainSerializer(as_written, return_type=str)
 ]
+
+
+def _check_proxy_url(url: str) -> str:
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise ValueError("url must be http://host:port (it cannot be parsed)") from None
+    if parts.scheme != "http":
+        # The probe speaks plain HTTP to the proxy (CONNECT then carries TLS end to end);
+        # aiohttp cannot run TLS inside TLS to an https:// proxy.
+        raise ValueError("proxy url must start with http://")
+    if not parts.hostname or port is None:
+        raise ValueError("proxy url must be http://host:port, with the port")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError("proxy url must be http://host:port, without a path or query")
+    return url
+
+
+ProxyUrl = Annotated[
+    str,
+    AfterValidator(resolve_in_url),
+    AfterValidator(_check_proxy_url),
+    PlainSerializer(_shown_url, return_type=str),
+]
+"""``http://host:port`` of a forward proxy; credentials in it are shown nowhere."""
 """Text whose ``${env:}`` / ``${file:}`` references are resolved; dumps show them unresolved."""
 
 Payload = Annotated[
@@ -291,8 +317,139 @@ def _one_line(value: SecretStr) -> SecretStr:
 HeaderValue = Annotated[Secret, AfterValidator(_one_line)]
 
 
-class HttpCheck(CheckBase):
-    kind: Literal["http"]
+class ProxyOptions(Model):
+    """The forward proxy an HTTP check goes through (``proxy:``)."""
+
+    url: ProxyUrl
+    """``http://host:port``; credentials may be written in it (``http://u:p@host:port``)."""
+    username: WithReferences | None = None
+    password: Secret | None = None
+
+    @model_validator(mode="after")
+    def _credentials(self) -> ProxyOptions:
+        in_url = "@" in urlsplit(self.url).netloc
+        if in_url and (self.username is not None or self.password is not None):
+            raise ValueError(
+                "give the proxy's credentials in url or in username/password, not both"
+            )
+        if self.password is not None and self.username is None:
+            raise ValueError("password needs username")
+        if self.username is not None and ":" in self.username:
+            # Basic authentication joins user and password with a colon.
+            raise ValueError("username must not contain ':'")
+        return self
+
+    @property
+    def address(self) -> str:
+        """``host:port``, the proxy as messages name it (never with credentials)."""
+        return urlsplit(self.url).netloc.rpartition("@")[2]
+
+    @property
+    def endpoint(self) -> str:
+        """The URL without credentials, which is what the HTTP client is given."""
+        return f"http://{self.address}"
+
+    @property
+    def credentials(self) -> tuple[str, str] | None:
+        """(user, password) for Basic proxy authentication, from the fields or the url."""
+        if self.username is not None:
+            password = self.password.get_secret_value() if self.password else ""
+            return str(self.username), password
+        parts = urlsplit(self.url)
+        if parts.username is None:
+            return None
+        return unquote(parts.username), unquote(parts.password or "")
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        for name, value in super().__repr_args__():
+            yield name, _shown_url(value) if name == "url" else value
+
+
+TEMPLATE_FIELD = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
+"""One piece of a ``string_to_sign``: ``{{`` / ``}}`` (literal braces), ``{name}``, or a
+lone brace (an error)."""
+
+SIGN_FIELDS = frozenset(
+    {"method", "path", "query", "body", "timestamp", "nonce", "app_key", "secret"}
+)
+
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # an RFC 9110 token
+
+
+def _check_header_name(name: str) -> str:
+    if not _HEADER_NAME.match(name):
+        raise ValueError("not a header name (letters, digits and !#$%&'*+-.^_`|~ only)")
+    return name
+
+
+HeaderName = Annotated[str, AfterValidator(_check_header_name)]
+
+
+class SignHeaders(Model):
+    """The request headers a signature travels in."""
+
+    signature: HeaderName = "X-Signature"
+    timestamp: HeaderName = "X-Timestamp"
+    nonce: HeaderName = "X-Nonce"
+    app_key: HeaderName = "X-App-Key"
+    """Sent only when the ``sign:`` block has an ``app_key``."""
+
+
+class SignOptions(Model):
+    """Request signing (``sign:``): headers computed afresh for every attempt."""
+
+    algorithm: Literal["hmac-sha256", "md5"] = "hmac-sha256"
+    """``md5`` is a plain digest for legacy APIs: the secret must be in the string."""
+    secret: Secret
+    app_key: WithReferences | None = None
+    string_to_sign: str = "{method}\n{path}\n{query}\n{body}\n{timestamp}\n{nonce}"
+    timestamp_unit: Literal["s", "ms"] = "ms"
+    encoding: Literal["hex", "hex-upper", "base64"] = "hex"
+    headers: SignHeaders = SignHeaders()
+
+    @field_validator("string_to_sign")
+    @classmethod
+    def _template(cls, text: str) -> str:
+        for match in TEMPLATE_FIELD.finditer(text):
+            piece, name = match.group(0), match.group(1)
+            if piece in ("{{", "}}"):
+                continue
+            if name is None:
+                raise ValueError("has a lone { or }; write {{ or }} for a literal brace")
+            if name not in SIGN_FIELDS:
+                known = ", ".join(sorted(SIGN_FIELDS))
+                raise ValueError(f"unknown field {{{name}}}; the fields are {known}")
+        return text
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SignOptions:
+        fields = {m.group(1) for m in TEMPLATE_FIELD.finditer(self.string_to_sign)}
+        if self.algorithm == "md5" and "secret" not in fields:
+            raise ValueError("algorithm md5 needs {secret} in string_to_sign (md5 has no key)")
+        if self.algorithm != "md5" and "secret" in fields:
+            raise ValueError(
+                f"{self.algorithm} keys the digest with the secret; "
+                "remove {secret} from string_to_sign"
+            )
+        if "app_key" in fields and self.app_key is None:
+            raise ValueError("string_to_sign uses {app_key} but app_key is not set")
+        names = [h.lower() for h in self.header_names()]
+        if len(set(names)) != len(names):
+            raise ValueError(
+                "headers: signature, timestamp, nonce and app_key each need their own name"
+            )
+        return self
+
+    def header_names(self) -> list[str]:
+        """The headers this block sets on every request."""
+        headers = self.headers
+        names = [headers.signature, headers.timestamp, headers.nonce]
+        return [*names, headers.app_key] if self.app_key is not None else names
+
+
+class HttpCheckBase(CheckBase):
+    """What every check that sends one HTTP request shares (kinds http and proxy)."""
+
     nodes: list[HttpNode] = Field(min_length=1)
     method: Literal["GET", "HEAD", "POST", "PUT", "OPTIONS"] = "GET"
     headers: dict[str, HeaderValue] = Field(default_factory=dict)
@@ -303,9 +460,12 @@ class HttpCheck(CheckBase):
     expect: HttpExpect = HttpExpect()
     max_body_bytes: int = Field(1 * MiB, ge=0, le=64 * MiB)
     follow_redirects: bool = False
+    proxy: ProxyOptions | None = None
+    """A forward proxy: CONNECT for https:// nodes, an absolute-URI request for http://."""
+    sign: SignOptions | None = None
 
     @model_validator(mode="after")
-    def _one_kind_of_credentials(self) -> HttpCheck:
+    def _one_kind_of_credentials(self) -> HttpCheckBase:
         # aiohttp refuses a request that has both; say so at load time, not at 3 a.m.
         has_header = any(name.lower() == "authorization" for name in self.headers)
         with_userinfo = [n.name for n in self.nodes if "@" in urlsplit(n.url).netloc]
@@ -316,10 +476,30 @@ class HttpCheck(CheckBase):
             )
         return self
 
+    @model_validator(mode="after")
+    def _signature_headers_free(self) -> HttpCheckBase:
+        if self.sign is not None:
+            own = {name.lower() for name in self.headers}
+            for name in self.sign.header_names():
+                if name.lower() in own:
+                    raise ValueError(f"header {name} is set by both headers and sign")
+        return self
+
     @field_validator("method", mode="before")
     @classmethod
     def _upper(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
+
+
+class HttpCheck(HttpCheckBase):
+    kind: Literal["http"]
+
+
+class ProxyCheck(HttpCheckBase):
+    """Watches a forward proxy by reaching a target through it."""
+
+    kind: Literal["proxy"]
+    proxy: ProxyOptions
 
 
 class TcpExpect(Model):
@@ -382,10 +562,10 @@ class TlsCheck(CheckBase):
     nodes: list[AddressNode] = Field(min_length=1)
 
 
-Check = Annotated[HttpCheck | TcpCheck | TlsCheck, Field(discriminator="kind")]
+Check = Annotated[HttpCheck | ProxyCheck | TcpCheck | TlsCheck, Field(discriminator="kind")]
 """One entry of ``checks:``; ``kind`` picks the model (and the probe that runs it)."""
 
-CHECK_MODELS: tuple[type[CheckBase], ...] = (HttpCheck, TcpCheck, TlsCheck)
+CHECK_MODELS: tuple[type[CheckBase], ...] = (HttpCheck, ProxyCheck, TcpCheck, TlsCheck)
 
 
 def kind_of(model: type[CheckBase]) -> str:

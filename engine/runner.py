@@ -18,6 +18,7 @@ from engine.result import Attempt, CheckResult, NodeResult, NodeStatus, Status
 from events.redact import redact_url
 from probes import PROBES
 from probes.base import (
+    PROXY_PHASES,
     ErrorType,
     Observation,
     Probe,
@@ -163,11 +164,16 @@ async def _attempt(
 
 
 def _timeout_error(marks: dict[str, float], budget: float) -> ProbeError:
-    """Name the phase that hung: a lookup that never answers is a DNS problem."""
+    """Name the phase that hung: a lookup that never answers is a DNS problem, a forward
+    proxy that never answers is the proxy's."""
     limit = _human(budget)
     match unfinished(marks):
         case ("resolve", _):
             return ProbeError(ErrorType.DNS, f"name lookup gave no answer within {limit}")
+        case (phase, waiting_for) if phase in PROXY_PHASES:
+            return ProbeError(
+                ErrorType.PROXY, f"no answer within {limit}, waiting for {waiting_for}"
+            )
         case (_, waiting_for):
             return ProbeError(
                 ErrorType.TIMEOUT, f"no answer within {limit}, waiting for {waiting_for}"

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from probes import http, tcp, tls
+from probes import http, proxy, tcp, tls
 from probes.base import Probe
 
 PROBES: dict[str, Probe] = {
     "http": http.probe,
+    "proxy": proxy.probe,
     "tcp": tcp.probe,
     "tls": tls.probe,
 }

@@ -8,6 +8,7 @@ for every kind.
 from __future__ import annotations
 
 import contextlib
+import secrets
 import ssl
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextvars import ContextVar
@@ -42,6 +43,9 @@ class ErrorType(StrEnum):
     PROTOCOL = "protocol"  # the peer does not speak the protocol (garbage, bad framing)
     UNAVAILABLE = "unavailable"  # speaks it, but says it serves nobody now (too many clients)
     BODY_TOO_LARGE = "body_too_large"
+    # The forward proxy itself: unreachable, refused our credentials or the tunnel,
+    # garbled or cut its answer to CONNECT, or never gave one.
+    PROXY = "proxy"
     INTERNAL = "internal"  # a bug in the probe; reported, never raised past the runner
 
 
@@ -123,6 +127,10 @@ _attempt_marks: ContextVar[dict[str, float] | None] = ContextVar(
 SPANS = (
     ("resolve", "dns_start", "dns_end", "the name lookup"),
     ("connect", "connect_start", "connect_end", "the connection"),
+    # Through a forward proxy, inside "connect": reaching the proxy, then (https) the
+    # tunnel it opens. A hang in either is the proxy's, not the target's.
+    ("proxy_connect", "proxy_start", "proxy_connected", "the connection to the proxy"),
+    ("proxy_tunnel", "tunnel_start", "tunnel_end", "the proxy's answer to CONNECT"),
     ("tls", "tls_start", "tls_end", "the TLS handshake"),
     ("processing", "sent", "first_byte", "the first byte of the answer"),
     ("transfer", "first_byte", "end", "the rest of the answer"),
@@ -160,15 +168,27 @@ def unfinished(marks: Mapping[str, float]) -> tuple[str, str] | None:
     return None
 
 
+PROXY_PHASES = frozenset({"proxy_connect", "proxy_tunnel"})
+"""Phases whose failure, hang included, is the forward proxy's (ErrorType.PROXY)."""
+
+
+def new_nonce() -> str:
+    """128 random bits as hex: a signed request's nonce (probes/signing.py)."""
+    return secrets.token_hex(16)
+
+
 class ProbeContext:
     """The I/O a probe may use: the clock, the shared HTTP session, TLS contexts.
 
-    Tests swap the clock; sockets stay real. Built once per process (or per daemon
-    config generation) and shared by every attempt.
+    Tests swap the clock and the nonce source; sockets stay real. Built once per process
+    (or per daemon config generation) and shared by every attempt.
     """
 
-    def __init__(self, *, clock: Clock | None = None) -> None:
+    def __init__(
+        self, *, clock: Clock | None = None, nonce: Callable[[], str] | None = None
+    ) -> None:
         self.clock: Clock = clock or SystemClock()
+        self.nonce: Callable[[], str] = nonce or new_nonce
         self._session: aiohttp.ClientSession | None = None
         self._ssl: dict[TlsOptions | None, ssl.SSLContext] = {}
         self.resolver = Resolver()

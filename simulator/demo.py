@@ -24,6 +24,7 @@ import yaml
 
 from simulator.modes import Mode
 from simulator.peers import Simulator
+from simulator.proxy import SimForwardProxy
 from simulator.tcp_node import GREETINGS
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "config" / "example.yaml"
@@ -55,12 +56,17 @@ SCENARIO = (
         ),
     ),
     Step(
+        "the 浙政钉 forward proxy refuses connections: the province is out of reach",
+        (("forward-proxy", "zzd-proxy", Mode.REFUSING),),
+    ),
+    Step(
         "everything mended",
         (
             ("grassroots", "node-a", Mode.HEALTHY),
             ("province-minhu", "primary", Mode.HEALTHY),
             ("db-2", "primary", Mode.HEALTHY),
             ("portal-cert", "primary", Mode.HEALTHY),
+            ("forward-proxy", "zzd-proxy", Mode.HEALTHY),
         ),
     ),
 )
@@ -75,15 +81,20 @@ async def build(sim: Simulator, example: str) -> dict[str, Any]:
         "timeout": "1s",
         "retries": {"attempts": 2, "backoff": "100ms"},
     }
+    proxies: dict[str, SimForwardProxy] = {}
     for check in demo["checks"]:
         for key in ("timeout", "retries"):
             check.pop(key, None)
         kind = check["kind"]
         for node in check["nodes"]:
-            if kind == "http":
+            if kind in ("http", "proxy"):
                 await _http_node(sim, check, node)
             else:
                 await _stream_node(sim, check, node)
+        if "proxy" in check:
+            check["proxy"] = await _forward_proxy(sim, check["proxy"], proxies)
+        if "sign" in check:
+            check["sign"] = {**check["sign"], "secret": DEMO_TOKEN}
         if kind == "tls" or any(n.get("url", "").startswith("https:") for n in check["nodes"]):
             check["tls"] = {**check.get("tls", {}), "ca_file": str(sim.ca_file)}
         for header, value in list(check.get("headers", {}).items()):
@@ -99,6 +110,26 @@ async def _http_node(sim: Simulator, check: dict[str, Any], node: dict[str, Any]
         peer.healthy_body = {"status": "UP"}  # a Spring Boot actuator answers like this
     query = f"?{original.query}" if original.query else ""
     node["url"] = peer.url.rstrip("/") + (original.path or "/") + query
+
+
+async def _forward_proxy(
+    sim: Simulator, options: dict[str, Any], proxies: dict[str, SimForwardProxy]
+) -> dict[str, Any]:
+    """One simulated forward proxy per proxy host, with the check's user name and a
+    stand-in password; the control API knows it as forward-proxy/<first host label>."""
+    host = urlsplit(options["url"]).hostname or "proxy"
+    username = options.get("username")
+    if host not in proxies:
+        proxies[host] = await sim.add_proxy(
+            "forward-proxy",
+            host.split(".")[0],
+            username=username,
+            password=DEMO_TOKEN if username else None,
+        )
+    rewritten = {**options, "url": proxies[host].url}
+    if username:
+        rewritten["password"] = DEMO_TOKEN
+    return rewritten
 
 
 async def _stream_node(sim: Simulator, check: dict[str, Any], node: dict[str, Any]) -> None:

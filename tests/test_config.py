@@ -58,6 +58,8 @@ def test_issue_example_keys_work_as_written() -> None:
 def test_example_config_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
     """config/example.yaml describes the Haining topology and validates."""
     monkeypatch.setenv("MINHU_TOKEN", "example-token")
+    monkeypatch.setenv("ZZD_PROXY_PASSWORD", "example-proxy-password")
+    monkeypatch.setenv("MINHU_SIGN_SECRET", "example-sign-secret")
     config = load_config(ROOT / "config" / "example.yaml")
     names = {c.name for c in config.checks}
     assert {"police-110", "grassroots", "province-minhu", "zzd-proxy", "jump-host"} <= names
