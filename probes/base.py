@@ -41,6 +41,9 @@ class ErrorType(StrEnum):
     LATENCY = "latency"  # answered correctly, slower than the check allows
     PROTOCOL = "protocol"  # the peer does not speak the protocol (garbage, bad framing)
     BODY_TOO_LARGE = "body_too_large"
+    STALE = "stale"  # the newest sign of life is older than the check's max_age
+    FUTURE_TIMESTAMP = "future_timestamp"  # a sign of life dated ahead of our clock
+    NO_DATA = "no_data"  # no sign of life ever seen: the check cannot judge the link
     INTERNAL = "internal"  # a bug in the probe; reported, never raised past the runner
 
 
@@ -51,9 +54,16 @@ _FINAL = frozenset(
         ErrorType.TLS_EXPIRED,
         ErrorType.CERT_EXPIRING,
         ErrorType.BODY_TOO_LARGE,
+        ErrorType.STALE,
+        ErrorType.FUTURE_TIMESTAMP,
+        ErrorType.NO_DATA,
         ErrorType.INTERNAL,
     }
 )
+
+# Failures that say nothing about the link itself: a check whose nodes failed only with
+# these is "unknown" (Nagios UNKNOWN, exit 3), neither up nor an outage.
+UNJUDGED = frozenset({ErrorType.NO_DATA, ErrorType.INTERNAL})
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +74,11 @@ class ProbeError:
     @property
     def retryable(self) -> bool:
         return self.type not in _FINAL
+
+    @property
+    def judged(self) -> bool:
+        """Whether the failure says something about the link (see UNJUDGED)."""
+        return self.type not in UNJUDGED
 
 
 _MAX_MESSAGE = 300
