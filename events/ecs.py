@@ -263,6 +263,29 @@ def transition_event(transition: Any, *, kind: str, title: str) -> dict[str, Any
     return doc
 
 
+def heartbeat_event(check: str, message: str, *, peer: str | None) -> dict[str, Any]:
+    """A heartbeat POST the endpoint refused for its token (never the token itself)."""
+    doc: dict[str, Any] = {
+        "message": message,
+        "log": {"level": "warning"},
+        "event": {
+            "kind": "event",
+            "category": ["authentication"],
+            "type": ["info"],
+            "action": "heartbeat-rejected",
+            "outcome": "failure",
+            "dataset": DATASET,
+        },
+        "service": {"name": check},
+        "url": {"path": f"/heartbeat/{check}"},
+        "http": {"request": {"method": "POST"}},
+        "observer": observer(),
+    }
+    if peer:
+        doc["source"] = {"address": peer}
+    return doc
+
+
 def daemon_event(
     action: str, message: str, *, level: str = "info", outcome: str = "success", **extra: Any
 ) -> dict[str, Any]:

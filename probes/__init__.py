@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from probes import http, tcp, tls
+from probes import freshness, http, tcp, tls
 from probes.base import Probe
 
 PROBES: dict[str, Probe] = {
     "http": http.probe,
     "tcp": tcp.probe,
     "tls": tls.probe,
+    "freshness": freshness.probe,
 }

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from config.tls import TlsFileError, build_ssl_context
 from engine.clock import Clock, SystemClock
+from engine.heartbeats import HeartbeatStore
 from probes.resolve import Resolver
 
 if TYPE_CHECKING:
@@ -43,7 +44,8 @@ class ErrorType(StrEnum):
     BODY_TOO_LARGE = "body_too_large"
     STALE = "stale"  # the newest sign of life is older than the check's max_age
     FUTURE_TIMESTAMP = "future_timestamp"  # a sign of life dated ahead of our clock
-    NO_DATA = "no_data"  # no sign of life ever seen: the check cannot judge the link
+    NO_DATA = "no_data"  # no sign of life to read: the check cannot judge the link
+    DATABASE = "database"  # the database refused the login or the statement
     INTERNAL = "internal"  # a bug in the probe; reported, never raised past the runner
 
 
@@ -57,6 +59,7 @@ _FINAL = frozenset(
         ErrorType.STALE,
         ErrorType.FUTURE_TIMESTAMP,
         ErrorType.NO_DATA,
+        ErrorType.DATABASE,
         ErrorType.INTERNAL,
     }
 )
@@ -175,14 +178,18 @@ def unfinished(marks: Mapping[str, float]) -> tuple[str, str] | None:
 
 
 class ProbeContext:
-    """The I/O a probe may use: the clock, the shared HTTP session, TLS contexts.
+    """The I/O a probe may use: the clock, the shared HTTP session, TLS contexts, heartbeats.
 
     Tests swap the clock; sockets stay real. Built once per process (or per daemon
     config generation) and shared by every attempt.
     """
 
-    def __init__(self, *, clock: Clock | None = None) -> None:
+    def __init__(
+        self, *, clock: Clock | None = None, heartbeats: HeartbeatStore | None = None
+    ) -> None:
         self.clock: Clock = clock or SystemClock()
+        # Where push freshness checks find their heartbeats; by default none are known.
+        self.heartbeats = heartbeats or HeartbeatStore(None, clock=self.clock)
         self._session: aiohttp.ClientSession | None = None
         self._ssl: dict[TlsOptions | None, ssl.SSLContext] = {}
         self.resolver = Resolver()
