@@ -58,6 +58,7 @@ def test_issue_example_keys_work_as_written() -> None:
 def test_example_config_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
     """config/example.yaml describes the Haining topology and validates."""
     monkeypatch.setenv("MINHU_TOKEN", "example-token")
+    monkeypatch.setenv("CALLBACK_TOKEN", "example-callback-token")
     config = load_config(ROOT / "config" / "example.yaml")
     names = {c.name for c in config.checks}
     assert {"police-110", "grassroots", "province-minhu", "zzd-proxy", "jump-host"} <= names
