@@ -401,3 +401,32 @@ async def test_http_source_refused(fake_clock: FakeClock) -> None:
     source = f'{{type: http, url: "http://127.0.0.1:{port}/s", field: at}}'
     result = await file_run(fake_clock, source)
     assert error_of(result)[0] is ErrorType.CONNECTION_REFUSED
+
+
+async def test_never_seen_reads_as_unknown_in_every_output(
+    fake_clock: FakeClock, tmp_path: Path
+) -> None:
+    """Table, Nagios line and ECS event all say unknown, not down, for a check that has
+    seen no sign of life; a real outage beside it still makes the run CRITICAL."""
+    from events.ecs import check_event
+    from tests.ecs_schema import problems
+
+    never = await push_run(fake_clock, HeartbeatStore(tmp_path, clock=fake_clock))
+    line = report.nagios([never])
+    assert line.startswith("HOTLINE-PROBE UNKNOWN - 1 unknown: province-callback; 0 up |")
+    assert "'province-callback_state'=U;0;1;0;2" in line
+    table = report.table([never])
+    assert "UNKNOWN" in table and "push: no_data (no heartbeat received yet" in table
+    assert table.endswith("1 checks: 0 up, 0 degraded, 0 down, 1 unknown (slowest check 0.00 s)")
+    event = check_event(never)
+    assert event["event"]["outcome"] == "unknown"
+    assert event["monitor"]["status"] == "unknown"
+    assert event["summary"] == {"up": 0, "down": 0}
+    assert event["error"]["type"] == "no_data"
+    assert event["message"].startswith("province-callback unknown: no_data: no heartbeat")
+    assert problems(event) == []
+    stale_store = HeartbeatStore(tmp_path / "other", clock=fake_clock)
+    await stale_store.record("province-callback", at=NOW - timedelta(hours=1))
+    stale = await push_run(fake_clock, stale_store)
+    assert report.exit_code([never, stale]) == report.CRITICAL
+    assert report.overall([never, stale]) is Status.DOWN
