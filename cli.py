@@ -174,6 +174,7 @@ def run(
     scrub: Callable[[str], str],
 ) -> list[CheckResult]:
     """Run checks once on a fresh event loop (uvloop where installed) and return results."""
+    from engine.heartbeats import HeartbeatStore
     from engine.runner import OnResult, run_all
     from probes.base import ProbeContext
 
@@ -185,7 +186,9 @@ def run(
         on_result = log.emit_result
 
     async def go() -> list[CheckResult]:
-        async with ProbeContext() as ctx:
+        # Push heartbeats are read from the daemon's state directory on this host.
+        heartbeats = HeartbeatStore(config.state_dir)
+        async with ProbeContext(heartbeats=heartbeats) as ctx:
             return await run_all(
                 config, ctx, names=names, concurrency=concurrency, on_result=on_result
             )

@@ -21,10 +21,12 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from config import secret_values
 from config.load import ConfigError, load_config, load_for
+from config.models import PushSource
 from config.outputs import Output as OutputConfig
 from config.outputs import output_names
 from engine import report
 from engine.clock import Clock, SystemClock
+from engine.heartbeats import HeartbeatStore
 from engine.loop import run as run_loop
 from engine.notify import Notifier, watchdog_interval
 from engine.result import CheckResult, NodeStatus, Status
@@ -42,6 +44,7 @@ from web.metrics import Metrics
 
 if TYPE_CHECKING:
     from aiohttp import web
+    from pydantic import SecretStr
 
     from config.models import CheckBase, ProbeConfig
 
@@ -140,7 +143,9 @@ class Daemon:
     async def start(self) -> None:
 
         await self._open_outputs(self.config)
-        self.ctx: ProbeContext = ProbeContext(clock=self.clock)
+        self.heartbeats = HeartbeatStore(self.config.state_dir, clock=self.clock)
+        self.ctx: ProbeContext = ProbeContext(clock=self.clock, heartbeats=self.heartbeats)
+        await self._watch_push_checks()
         self.state: StateTracker = StateTracker(self.config, clock=self.clock)
         self.metrics: Metrics = Metrics(version=_version())
         self.metrics.outputs = lambda: self.outputs
@@ -213,8 +218,12 @@ class Daemon:
                 )
                 self.notifier.ready(self._status_line())
                 return False
+            if new.state_dir != self.config.state_dir:
+                self.heartbeats = HeartbeatStore(new.state_dir, clock=self.clock)
+                self.ctx.heartbeats = self.heartbeats
             self.config = new
             self.ctx.forget_tls()
+            await self._watch_push_checks()
             await self._open_outputs(new)
             self.state.reconfigure(new)
             self.metrics.keep_only({c.name: [n.name for n in c.nodes] for c in new.checks})
@@ -400,6 +409,44 @@ class Daemon:
         parts = [f"{counts.get(s, 0)} {s}" for s in ("up", "degraded", "down", "unreachable")]
         return f"{len(self.config.checks)} checks: " + ", ".join(parts)
 
+    # --- heartbeats of push freshness checks -----------------------------------------
+
+    def _push_token(self, name: str) -> SecretStr | None:
+        try:
+            check = self.config.check(name)
+        except KeyError:
+            return None
+        source = getattr(check, "source", None)
+        return source.token if isinstance(source, PushSource) else None
+
+    async def _record_heartbeat(self, name: str) -> None:
+        try:
+            await self.heartbeats.record(name)
+        except OSError as exc:
+            self._heartbeats_not_saved(exc)
+
+    async def _watch_push_checks(self) -> None:
+        """Expect heartbeats for the push checks of the running config (their wait for
+        a first heartbeat starts now, or continues from before a restart)."""
+        names = [
+            c.name for c in self.config.checks if isinstance(getattr(c, "source", None), PushSource)
+        ]
+        try:
+            await self.heartbeats.watch(names)
+        except OSError as exc:
+            self._heartbeats_not_saved(exc)
+
+    def _heartbeats_not_saved(self, exc: OSError) -> None:
+        log.emit(
+            daemon_event(
+                "heartbeats-not-saved",
+                f"cannot write {self.heartbeats.path}: {exc.strerror or exc}; heartbeats "
+                "are kept in memory and lost at a restart",
+                level="error",
+                outcome="failure",
+            )
+        )
+
     # --- plumbing --------------------------------------------------------------------
 
     async def _serve(self, listen: str) -> None:
@@ -412,6 +459,8 @@ class Daemon:
                 status=self.status_document,
                 healthy=self.health,
                 scrub=self._scrub,
+                push_token=self._push_token,
+                record_heartbeat=self._record_heartbeat,
             )
             try:
                 runner = await serve(app, listen)

@@ -187,13 +187,23 @@ def _path(loc: Sequence[int | str], data: Any) -> str:
             node = node[part] if isinstance(node, list) and part < len(node) else None
             after_index = True
             continue
-        if after_index and isinstance(node, dict) and node.get("kind") == part:
+        if _is_tag(node, part, after_index):
             after_index = False
             continue
         after_index = False
         out += f".{part}" if out else str(part)
         node = node.get(part) if isinstance(node, dict) else None
     return out or "(top level)"
+
+
+def _is_tag(node: Any, part: str, after_index: bool) -> bool:
+    """Whether ``part`` is a union tag: a check's ``kind:`` (right after its index in
+    ``checks``) or a freshness source's ``type:`` (never also one of its keys)."""
+    if not isinstance(node, dict):
+        return False
+    return (after_index and node.get("kind") == part) or (
+        node.get("type") == part and part not in node
+    )
 
 
 _WORDING = {
@@ -206,12 +216,16 @@ def _message(error: Mapping[str, Any]) -> str:
     kind = error["type"]
     if kind in _WORDING:
         return _WORDING[kind]
+    ctx = error.get("ctx", {})
+    tag = "type" if ctx.get("discriminator") == "'type'" else "kind"
+    noun = "source type" if tag == "type" else "kind"
     if kind == "union_tag_invalid":
-        ctx = error.get("ctx", {})
-        return f"unknown kind {ctx.get('tag')!r}; known kinds: {ctx.get('expected_tags')}"
+        return f"unknown {noun} {ctx.get('tag')!r}; known {noun}s: {ctx.get('expected_tags')}"
     if kind == "string_pattern_mismatch":
         return "use lowercase letters, digits and inner hyphens only (it becomes a metric label)"
     if kind == "union_tag_not_found":
+        if tag == "type":
+            return "needs a 'type:' (push, http, sql, file)"
         return "needs a 'kind:' (http, tcp, tls, ...)"
     message = str(error["msg"])
     return message.removeprefix("Value error, ")

@@ -12,7 +12,6 @@ from typing import Any
 
 from engine.clock import rfc3339
 from engine.result import Attempt, CheckResult, NodeResult, Status
-from probes.base import ErrorType
 
 # Nagios plugin exit codes.
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
@@ -20,7 +19,7 @@ OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
 
 def overall(results: Sequence[CheckResult]) -> Status:
     statuses = {r.status for r in results}
-    for status in (Status.DOWN, Status.DEGRADED):
+    for status in (Status.DOWN, Status.UNKNOWN, Status.DEGRADED):
         if status in statuses:
             return status
     return Status.UP
@@ -28,21 +27,14 @@ def overall(results: Sequence[CheckResult]) -> Status:
 
 def exit_code(results: Sequence[CheckResult]) -> int:
     """0 all up, 1 degraded or a warning (a certificate near expiry), 2 anything down,
-    3 when a check could not be judged because a probe failed internally."""
-    down = [r for r in results if r.status is Status.DOWN]
-    if any(not _unjudged(r) for r in down):
-        return CRITICAL
-    if down:
-        return UNKNOWN
-    if overall(results) is Status.DEGRADED or any(r.warnings for r in results):
+    3 when a check could not be judged (never saw a sign of life, a probe crashed)."""
+    worst = overall(results)
+    if worst is Status.UP and any(r.warnings for r in results):
         return WARNING
-    return OK
+    return _EXIT[worst]
 
 
-def _unjudged(result: CheckResult) -> bool:
-    """Down only because probes crashed: that says nothing about the link."""
-    errors = [n.error for n in result.nodes if n.error is not None]
-    return bool(errors) and all(e.type is ErrorType.INTERNAL for e in errors)
+_EXIT = {Status.DOWN: CRITICAL, Status.UNKNOWN: UNKNOWN, Status.DEGRADED: WARNING, Status.UP: OK}
 
 
 def _ms(seconds: float) -> float:
@@ -157,27 +149,29 @@ def table(results: Sequence[CheckResult], *, color: bool = False) -> str:
     tally = counts(results)
     slowest = max((r.duration for r in results), default=0.0)
     lines.append("")
+    unknown = f", {tally['unknown']} unknown" if tally["unknown"] else ""
     lines.append(
         f"{len(results)} checks: {tally['up']} up, {tally['degraded']} degraded, "
-        f"{tally['down']} down (slowest check {slowest:.2f} s)"
+        f"{tally['down']} down{unknown} (slowest check {slowest:.2f} s)"
     )
     return "\n".join(lines)
 
 
-_COLORS = {"UP": "\033[32m", "DEGRADED": "\033[33m", "DOWN": "\033[31m"}
+_COLORS = {"UP": "\033[32m", "DEGRADED": "\033[33m", "DOWN": "\033[31m", "UNKNOWN": "\033[35m"}
 
 
 # --- Nagios ------------------------------------------------------------------------
 
 _NAGIOS_WORD = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNKNOWN"}
-_STATE_VALUE = {Status.UP: 0, Status.DEGRADED: 1, Status.DOWN: 2}
+# Nagios perfdata's "U": the value could not be determined.
+_STATE_VALUE = {Status.UP: "0", Status.DEGRADED: "1", Status.DOWN: "2", Status.UNKNOWN: "U"}
 
 
 def nagios(results: Sequence[CheckResult]) -> str:
     """``HOTLINE-PROBE CRITICAL - ... | 'label'=value[UOM];warn;crit;min;max ...``"""
     code = exit_code(results)
     groups = []
-    for status in (Status.DOWN, Status.DEGRADED):
+    for status in (Status.DOWN, Status.UNKNOWN, Status.DEGRADED):
         names = [r.name for r in results if r.status is status]
         if names:
             groups.append(f"{len(names)} {status}: {', '.join(names)}")

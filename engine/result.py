@@ -15,6 +15,9 @@ class Status(StrEnum):
     UP = "up"  # the preferred node answered
     DEGRADED = "degraded"  # only an alternate node answered; it is the active node
     DOWN = "down"  # no node answered
+    # No node answered, and no failure said anything about the link: a freshness check
+    # that never saw a sign of life, a probe bug (probes.base.UNJUDGED). Nagios UNKNOWN.
+    UNKNOWN = "unknown"
 
 
 class NodeStatus(StrEnum):

@@ -50,7 +50,10 @@ class _AttemptFailed(Exception):
 def target_of(node: Any) -> str:
     """What a node points at, safe to print."""
     url = getattr(node, "url", None)
-    return redact_url(url) if url else str(getattr(node, "address", node.name))
+    if url:
+        return redact_url(url)
+    # A freshness check's node carries its source's target, already safe to print.
+    return str(getattr(node, "address", None) or getattr(node, "target", node.name))
 
 
 async def run_node(probe: Probe, check: CheckBase, node: Any, ctx: ProbeContext) -> NodeResult:
@@ -207,19 +210,28 @@ async def run_check(
         results.append(result)
         if result.status is NodeStatus.UP:
             active = node.name
-    preferred = check.nodes[0].name
-    status = Status.UP if active == preferred else Status.DEGRADED if active else Status.DOWN
     return CheckResult(
         name=check.name,
         kind=check.kind,
         title=check.title,
-        status=status,
+        status=status_of(active, check.nodes[0].name, results),
         active_node=active,
         started_at=started_at,
         duration=ctx.clock.monotonic() - started,
         nodes=tuple(results),
         check_group=os.urandom(16).hex(),
     )
+
+
+def status_of(active: str | None, preferred: str, nodes: Sequence[NodeResult]) -> Status:
+    """Up on the preferred node, degraded on another; when none answered, down, unless
+    no failure judged the link (only UNJUDGED errors): then unknown."""
+    if active is not None:
+        return Status.UP if active == preferred else Status.DEGRADED
+    errors = [node.error for node in nodes if node.error is not None]
+    if errors and not any(error.judged for error in errors):
+        return Status.UNKNOWN
+    return Status.DOWN
 
 
 async def run_all(

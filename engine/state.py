@@ -19,7 +19,7 @@ from typing import Any
 
 from config.models import CheckBase, ProbeConfig
 from engine.clock import Clock
-from engine.result import CheckResult, NodeResult, NodeStatus
+from engine.result import CheckResult, NodeResult, NodeStatus, Status
 
 
 class CheckStatus(StrEnum):
@@ -27,11 +27,12 @@ class CheckStatus(StrEnum):
     DEGRADED = "degraded"
     DOWN = "down"
     UNREACHABLE = "unreachable"  # failing while a check it depends on is down
-    UNKNOWN = "unknown"  # no run yet
+    UNKNOWN = "unknown"  # no run yet, or no run could judge the link (result Status.UNKNOWN)
 
 
-# Unreachable ranks with down: both mean "not answering", only the cause differs.
-_SEVERITY = {"up": 0, "degraded": 1, "down": 2, "unreachable": 2}
+# Unreachable ranks with down: both mean "not answering", only the cause differs. Unknown
+# ranks with them too: leaving up for it takes confirm_after runs, returning recover_after.
+_SEVERITY = {"up": 0, "degraded": 1, "down": 2, "unreachable": 2, "unknown": 2}
 
 # Flap detection as in Nagios/Icinga: 21 states hold 20 possible changes, and recent
 # changes weigh more (0.8 for the oldest slot up to 1.2 for the newest).
@@ -105,9 +106,11 @@ class _Track:
         """Record one observation; return the previous hard state if the hard state moved."""
         self.streak = self.streak + 1 if soft == self.soft else 1
         self.soft = soft
-        if self.hard is CheckStatus.UNKNOWN:
-            # The first observation is a baseline: nothing changed that anyone knew of.
-            self.hard, self.since = soft, now
+        if self.since is None:
+            # The first judged observation is a baseline: nothing changed that anyone knew
+            # of. Until one comes (no sign of life seen yet), the hard state stays unknown.
+            if soft is not CheckStatus.UNKNOWN:
+                self.hard, self.since = soft, now
             return None
         if soft == self.hard:
             return None
@@ -313,7 +316,8 @@ class StateTracker:
             entry.failback_streak = 0
         if answered is None:
             # Nothing answered: the active node stays, there is nowhere better to send traffic.
-            return CheckStatus.DOWN, move
+            unjudged = result.status is Status.UNKNOWN
+            return (CheckStatus.UNKNOWN if unjudged else CheckStatus.DOWN), move
         return (CheckStatus.UP if entry.active == preferred else CheckStatus.DEGRADED), move
 
     def _failure_reason(self, entry: _CheckState, check: CheckBase, result: CheckResult) -> str:
@@ -334,7 +338,11 @@ def _step_node(
     """One observation of a node; (old hard, new hard, reason) if its hard state moved."""
     if node.error is not None:
         state.last_error_type = str(node.error.type)
-    soft = CheckStatus.UP if node.status is NodeStatus.UP else CheckStatus.DOWN
+    if node.status is NodeStatus.UP:
+        soft = CheckStatus.UP
+    else:
+        judged = node.error is None or node.error.judged
+        soft = CheckStatus.DOWN if judged else CheckStatus.UNKNOWN
     previous = state.track.step(soft, now, check)
     if previous is None:
         return None

@@ -53,6 +53,10 @@ def check_event(result: CheckResult, state: Any = None) -> dict[str, Any]:
     """
     node = _reporting_node(result)
     failed = result.status is Status.DOWN
+    # Nothing judged the link (a freshness check that never saw a sign of life): ECS's
+    # outcome "unknown", and neither Heartbeat's up nor down, so no dashboard counts it
+    # as an outage.
+    unjudged = result.status is Status.UNKNOWN
     total_attempts = sum(len(n.attempts) for n in result.nodes)
     doc: dict[str, Any] = {
         "@timestamp": timestamp(result),
@@ -63,7 +67,7 @@ def check_event(result: CheckResult, state: Any = None) -> dict[str, Any]:
             "category": ["network"],
             "type": ["error" if failed else "info"],
             "action": "check",
-            "outcome": "failure" if failed else "success",
+            "outcome": "failure" if failed else "unknown" if unjudged else "success",
             "duration": int(result.duration * 1e9),
             "dataset": DATASET,
         },
@@ -71,13 +75,13 @@ def check_event(result: CheckResult, state: Any = None) -> dict[str, Any]:
             "id": result.name,
             "name": result.title or result.name,
             "type": result.kind,
-            "status": "down" if failed else "up",
+            "status": "down" if failed else "unknown" if unjudged else "up",
             "check_group": result.check_group,
             "duration": {"us": int(result.duration * 1e6)},
         },
         # Heartbeat's meaning: the monitor as a whole. A degraded link is up (an
         # alternate serves it); dashboards read summary.down > 0 as an outage.
-        "summary": {"up": 0 if failed else 1, "down": 1 if failed else 0},
+        "summary": {"up": 0 if failed or unjudged else 1, "down": 1 if failed else 0},
         "service": {"name": result.name, "node": {"name": node.name}},
         "observer": observer(),
         "hotline_probe": {
@@ -198,10 +202,17 @@ def summary_line(result: CheckResult) -> str:
         )
     error = _first_error(result)
     why = f": {error.type}: {error.message}" if error else ""
+    if result.status is Status.UNKNOWN:
+        return f"{result.name} unknown{why}"
     return f"{result.name} down on all {len(result.nodes)} nodes{why}"
 
 
-_LEVEL = {Status.UP: "info", Status.DEGRADED: "warning", Status.DOWN: "error"}
+_LEVEL = {
+    Status.UP: "info",
+    Status.DEGRADED: "warning",
+    Status.DOWN: "error",
+    Status.UNKNOWN: "warning",
+}
 
 
 def _reporting_node(result: CheckResult) -> NodeResult:
@@ -289,6 +300,29 @@ def transition_event(transition: Any, *, kind: str, title: str) -> dict[str, Any
         "observer": observer(),
         "hotline_probe": {"from": t.from_state, "to": t.to_state, "suppressed": t.suppressed},
     }
+    return doc
+
+
+def heartbeat_event(check: str, message: str, *, peer: str | None) -> dict[str, Any]:
+    """A heartbeat POST the endpoint refused for its token (never the token itself)."""
+    doc: dict[str, Any] = {
+        "message": message,
+        "log": {"level": "warning"},
+        "event": {
+            "kind": "event",
+            "category": ["authentication"],
+            "type": ["info"],
+            "action": "heartbeat-rejected",
+            "outcome": "failure",
+            "dataset": DATASET,
+        },
+        "service": {"name": check},
+        "url": {"path": f"/heartbeat/{check}"},
+        "http": {"request": {"method": "POST"}},
+        "observer": observer(),
+    }
+    if peer:
+        doc["source"] = {"address": peer}
     return doc
 
 

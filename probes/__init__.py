@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from probes import http, proxy, tcp, tls
+from probes import freshness, http, proxy, tcp, tls
 from probes.base import Probe
 
 PROBES: dict[str, Probe] = {
@@ -10,4 +10,5 @@ PROBES: dict[str, Probe] = {
     "proxy": proxy.probe,
     "tcp": tcp.probe,
     "tls": tls.probe,
+    "freshness": freshness.probe,
 }

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from config.tls import TlsFileError, build_ssl_context
 from engine.clock import Clock, SystemClock
+from engine.heartbeats import HeartbeatStore
 from probes.resolve import Resolver
 
 if TYPE_CHECKING:
@@ -46,6 +47,10 @@ class ErrorType(StrEnum):
     # The forward proxy itself: unreachable, refused our credentials or the tunnel,
     # garbled or cut its answer to CONNECT, or never gave one.
     PROXY = "proxy"
+    STALE = "stale"  # the newest sign of life is older than the check's max_age
+    FUTURE_TIMESTAMP = "future_timestamp"  # a sign of life dated ahead of our clock
+    NO_DATA = "no_data"  # no sign of life to read: the check cannot judge the link
+    DATABASE = "database"  # the database refused the login or the statement
     INTERNAL = "internal"  # a bug in the probe; reported, never raised past the runner
 
 
@@ -56,9 +61,17 @@ _FINAL = frozenset(
         ErrorType.TLS_EXPIRED,
         ErrorType.CERT_EXPIRING,
         ErrorType.BODY_TOO_LARGE,
+        ErrorType.STALE,
+        ErrorType.FUTURE_TIMESTAMP,
+        ErrorType.NO_DATA,
+        ErrorType.DATABASE,
         ErrorType.INTERNAL,
     }
 )
+
+# Failures that say nothing about the link itself: a check whose nodes failed only with
+# these is "unknown" (Nagios UNKNOWN, exit 3), neither up nor an outage.
+UNJUDGED = frozenset({ErrorType.NO_DATA, ErrorType.INTERNAL})
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +82,11 @@ class ProbeError:
     @property
     def retryable(self) -> bool:
         return self.type not in _FINAL
+
+    @property
+    def judged(self) -> bool:
+        """Whether the failure says something about the link (see UNJUDGED)."""
+        return self.type not in UNJUDGED
 
 
 _MAX_MESSAGE = 300
@@ -178,17 +196,23 @@ def new_nonce() -> str:
 
 
 class ProbeContext:
-    """The I/O a probe may use: the clock, the shared HTTP session, TLS contexts.
+    """The I/O a probe may use: the clock, the shared HTTP session, TLS contexts, heartbeats.
 
     Tests swap the clock and the nonce source; sockets stay real. Built once per process
     (or per daemon config generation) and shared by every attempt.
     """
 
     def __init__(
-        self, *, clock: Clock | None = None, nonce: Callable[[], str] | None = None
+        self,
+        *,
+        clock: Clock | None = None,
+        nonce: Callable[[], str] | None = None,
+        heartbeats: HeartbeatStore | None = None,
     ) -> None:
         self.clock: Clock = clock or SystemClock()
         self.nonce: Callable[[], str] = nonce or new_nonce
+        # Where push freshness checks find their heartbeats; by default none are known.
+        self.heartbeats = heartbeats or HeartbeatStore(None, clock=self.clock)
         self._session: aiohttp.ClientSession | None = None
         self._ssl: dict[TlsOptions | None, ssl.SSLContext] = {}
         self.resolver = Resolver()

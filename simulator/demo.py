@@ -16,10 +16,12 @@ import os
 import sys
 import tempfile
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import aiohttp
 import yaml
 
 from simulator.modes import Mode
@@ -71,6 +73,19 @@ SCENARIO = (
     ),
 )
 
+# The provincial data return (省民呼数据回传): before each round the simulated province
+# posts a callback to a simulated receiver (a node the control API can switch like the
+# others, e.g. PUT /nodes/province-callback/receiver {"mode": "erroring"}); the receiver
+# heartbeats each one it processed. A push freshness check hears only those heartbeats.
+# Rounds are seconds apart, so the demo compresses time: a failed callback stands for
+# SILENCE without heartbeats, longer than the example's max_age.
+CALLBACK_STEPS = {
+    2: ("the province's data return (回传) fails at our receiver", Mode.ERRORING),
+    4: ("the data return flows again", Mode.HEALTHY),
+}
+RECEIVER = "receiver"
+SILENCE = timedelta(minutes=20)
+
 
 async def build(sim: Simulator, example: str) -> dict[str, Any]:
     """Start a simulator per node of the example config text; return the rewritten document."""
@@ -82,10 +97,15 @@ async def build(sim: Simulator, example: str) -> dict[str, Any]:
         "retries": {"attempts": 2, "backoff": "100ms"},
     }
     proxies: dict[str, SimForwardProxy] = {}
+    # Push heartbeats are kept beside the simulators' files, where `probe --all -c` finds them.
+    demo.setdefault("state_dir", str(sim.ca_file.parent))
     for check in demo["checks"]:
         for key in ("timeout", "retries"):
             check.pop(key, None)
         kind = check["kind"]
+        if kind == "freshness":
+            await _freshness_source(sim, check)
+            continue
         for node in check["nodes"]:
             if kind in ("http", "proxy"):
                 await _http_node(sim, check, node)
@@ -130,6 +150,32 @@ async def _forward_proxy(
     if username:
         rewritten["password"] = DEMO_TOKEN
     return rewritten
+
+
+async def _freshness_source(sim: Simulator, check: dict[str, Any]) -> None:
+    source = check["source"]
+    if source.get("type") == "push":
+        if str(source.get("token", "")).startswith("${"):
+            source["token"] = DEMO_TOKEN
+        await sim.add_http(check["name"], RECEIVER)
+
+
+async def province_calls_back(sim: Simulator, config: Any, ctx: Any) -> None:
+    """One callback per push freshness check; the receiver heartbeats if it processed it."""
+    now = ctx.clock.now()
+    for check in config.checks:
+        if getattr(getattr(check, "source", None), "type", None) != "push":
+            continue
+        receiver = sim.node(check.name, RECEIVER)
+        try:
+            async with (
+                asyncio.timeout(1.0),
+                ctx.session.post(receiver.url + "callback", json={"case": "demo"}) as answer,
+            ):
+                processed = answer.status < 300
+        except (TimeoutError, OSError, aiohttp.ClientError):
+            processed = False
+        await ctx.heartbeats.record(check.name, at=now if processed else now - SILENCE)
 
 
 async def _stream_node(sim: Simulator, check: dict[str, Any], node: dict[str, Any]) -> None:
@@ -182,6 +228,7 @@ def main(argv: list[str]) -> int:
 async def _demo(args: argparse.Namespace, example: str) -> None:
     from config.load import parse_config
     from engine import report
+    from engine.heartbeats import HeartbeatStore
     from engine.runner import run_all
     from events import log
     from probes.base import ProbeContext
@@ -195,6 +242,7 @@ async def _demo(args: argparse.Namespace, example: str) -> None:
             text = yaml.safe_dump(document, allow_unicode=True, sort_keys=False)
             config_path.write_text(text, encoding="utf-8")
             config = parse_config(text, source=str(config_path))
+            ctx.heartbeats = HeartbeatStore(config.state_dir, clock=ctx.clock)
             control = await sim.start_control() if args.keep_running else None
             _say(f"{len(sim.nodes)} simulated nodes for {len(config.checks)} checks on 127.0.0.1")
             if control is not None:
@@ -215,6 +263,12 @@ async def _demo(args: argparse.Namespace, example: str) -> None:
                 round_no += 1
                 title = step.title if step else "no change (flip nodes through the control API)"
                 _say(f"\n== round {round_no}: {title}")
+                if round_no in CALLBACK_STEPS:
+                    note, mode = CALLBACK_STEPS[round_no]
+                    for receiver in [n for n in sim.nodes if n.node == RECEIVER]:
+                        await receiver.set_mode(mode)
+                    _say(f"   and {note}")
+                await province_calls_back(sim, config, ctx)
                 results = await run_all(config, ctx, on_result=on_result)
                 if args.json:
                     import json

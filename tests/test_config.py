@@ -60,6 +60,7 @@ def test_example_config_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MINHU_TOKEN", "example-token")
     monkeypatch.setenv("ZZD_PROXY_PASSWORD", "example-proxy-password")
     monkeypatch.setenv("MINHU_SIGN_SECRET", "example-sign-secret")
+    monkeypatch.setenv("CALLBACK_TOKEN", "example-callback-token")
     config = load_config(ROOT / "config" / "example.yaml")
     names = {c.name for c in config.checks}
     assert {"police-110", "grassroots", "province-minhu", "zzd-proxy", "jump-host"} <= names

@@ -158,14 +158,15 @@ async def test_hanging_probe_times_out(ctx: ProbeContext) -> None:
 
 
 async def test_crashing_probe_is_an_internal_error(fake_ctx: ProbeContext) -> None:
-    """A bug in a probe costs that attempt, is named, and never escapes the runner."""
+    """A bug in a probe costs that attempt, is named, never escapes the runner, and
+    leaves the check unknown: it says nothing about the link."""
     cfg = config(tcp_check(nodes=1, retries="{attempts: 3}"))
 
     async def broken(check: CheckBase, node: Any, ctx: ProbeContext) -> Observation:
         raise KeyError("oops")
 
     result = await run_check(cfg.checks[0], fake_ctx, probes=probes(broken))
-    assert result.status is Status.DOWN
+    assert result.status is Status.UNKNOWN
     error = result.nodes[0].error
     assert error is not None and error.type is ErrorType.INTERNAL and "KeyError" in error.message
     assert len(result.nodes[0].attempts) == 1  # internal errors are final

@@ -456,3 +456,45 @@ def test_as_dict_is_json_ready() -> None:
         "since": "2026-01-01T00:00:30.000Z",
         "last_error_type": "connection_refused",
     }
+
+
+def unjudged(daemon: Daemon, check: str) -> list[Transition]:
+    """One run whose only failure is no_data: nothing was learnt about the link."""
+    daemon.clock.advance(30)
+    name = daemon.config.check(check).nodes[0].name
+    error = ProbeError(ErrorType.NO_DATA, "no heartbeat received yet")
+    failed = NodeResult(name, "push", NodeStatus.DOWN, (Attempt(1, 0.0, error),))
+    daemon.groups += 1
+    result = CheckResult(
+        check, "tcp", "", Status.UNKNOWN, None, daemon.clock.now(), 0.0, (failed,), "u"
+    )
+    return daemon.tracker.observe(result)
+
+
+def test_unjudged_runs_leave_a_new_check_unknown_and_the_first_judgement_is_the_baseline() -> None:
+    """No sign of life yet: unknown, with no state change; the first real answer sets the
+    state silently, as a first run does."""
+    daemon = Daemon(tcp(nodes=1))
+    assert unjudged(daemon, "db") == [] and unjudged(daemon, "db") == []
+    view = daemon.state("db")
+    assert (view.hard, view.soft, view.since) == (CheckStatus.UNKNOWN, CheckStatus.UNKNOWN, None)
+    assert view.nodes["n0"].hard == "unknown"
+    assert changes(daemon.run("db", "n0")) == []
+    assert daemon.state("db").hard is CheckStatus.UP
+
+
+def test_losing_every_sign_of_life_moves_to_unknown_after_confirm_after() -> None:
+    """Up, then runs that cannot judge: unknown after confirm_after runs (a state change
+    naming the error), then down from unknown is a change too, then up after recover_after."""
+    daemon = Daemon(tcp(nodes=1))
+    daemon.run("db", "n0")
+    assert unjudged(daemon, "db") == []
+    (change,) = changes(unjudged(daemon, "db"))
+    assert (change.from_state, change.to_state) == ("up", "unknown")
+    assert change.reason.startswith("no_data: no heartbeat")
+    daemon.run("db")
+    (down,) = changes(daemon.run("db"))
+    assert (down.from_state, down.to_state) == ("unknown", "down")
+    daemon.run("db", "n0")
+    (up,) = changes(daemon.run("db", "n0"))
+    assert (up.from_state, up.to_state) == ("down", "up")

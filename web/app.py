@@ -1,19 +1,35 @@
-"""The daemon's HTTP endpoint: /metrics for Prometheus, /status as JSON, /healthz.
+"""The daemon's HTTP endpoint: /metrics for Prometheus, /status as JSON, /healthz, and
+``POST /heartbeat/<check>`` for the push sources of freshness checks.
 
-Bound to loopback by default (``listen:``); it exposes no secrets and accepts no input
-beyond the path, so a scrape from the ops host's Prometheus is all it needs to serve.
+Bound to loopback by default (``listen:``); it exposes no secrets. The only input it
+takes is a heartbeat, which must carry the check's token and a small body.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
-from collections.abc import Callable
+import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+from pydantic import SecretStr
 
 from config.models import split_address
+from events import log
+from events.ecs import heartbeat_event
 from web.metrics import CONTENT_TYPE, Metrics
+
+HEARTBEAT_MAX_BODY = 64 * 1024
+"""A heartbeat needs no body; a poster may send a little (a callback id), never more."""
+
+PushToken = Callable[[str], SecretStr | None]
+"""The token of the push freshness check so named; None for any other name."""
+RecordHeartbeat = Callable[[str], Awaitable[None]]
+
+_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+_BEARER = re.compile(r"^\s*bearer\s+(.+?)\s*$", re.IGNORECASE)
 
 
 def build_app(
@@ -22,6 +38,8 @@ def build_app(
     status: Callable[[], dict[str, Any]],
     healthy: Callable[[], tuple[bool, str]],
     scrub: Callable[[str], str],
+    push_token: PushToken | None = None,
+    record_heartbeat: RecordHeartbeat | None = None,
 ) -> web.Application:
     async def get_metrics(_: web.Request) -> web.Response:
         body = await metrics.render_async()
@@ -37,11 +55,51 @@ def build_app(
             {"status": "ok" if ok else "unhealthy", "reason": reason}, status=200 if ok else 503
         )
 
-    app = web.Application()
+    async def post_heartbeat(request: web.Request) -> web.Response:
+        name = request.match_info["check"]
+        token = push_token(name) if push_token and _NAME.match(name) else None
+        if token is None or record_heartbeat is None:
+            return _problem(404, "no freshness check with a push source has this name")
+        if (request.content_length or 0) > HEARTBEAT_MAX_BODY:
+            return _too_large()
+        if not _authorized(request, token):
+            why = "no bearer token" if "Authorization" not in request.headers else "wrong token"
+            log.emit(
+                heartbeat_event(name, f"heartbeat for {name} refused: {why}", peer=request.remote)
+            )
+            return _problem(401, why, headers={"WWW-Authenticate": 'Bearer realm="hotline-probe"'})
+        try:
+            await request.read()  # bounded by the application's client_max_size
+        except web.HTTPRequestEntityTooLarge:
+            return _too_large()
+        await record_heartbeat(name)
+        return web.Response(status=204)
+
+    # client_max_size bounds every body read; only the heartbeat reads one.
+    app = web.Application(client_max_size=HEARTBEAT_MAX_BODY)
     app.router.add_get("/metrics", get_metrics)
     app.router.add_get("/status", get_status)
     app.router.add_get("/healthz", get_healthz)
+    app.router.add_post("/heartbeat/{check}", post_heartbeat)
     return app
+
+
+def _authorized(request: web.Request, token: SecretStr) -> bool:
+    match = _BEARER.match(request.headers.get("Authorization", ""))
+    if match is None:
+        return False
+    # Constant time, so the answer's timing says nothing about how much of a guess matched.
+    return hmac.compare_digest(
+        match.group(1).encode("utf-8"), token.get_secret_value().encode("utf-8")
+    )
+
+
+def _problem(status: int, reason: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response({"error": reason}, status=status, headers=headers)
+
+
+def _too_large() -> web.Response:
+    return _problem(413, f"a heartbeat body is at most {HEARTBEAT_MAX_BODY} bytes")
 
 
 async def serve(app: web.Application, listen: str) -> web.AppRunner:

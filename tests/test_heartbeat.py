@@ -1,0 +1,188 @@
+"""POST /heartbeat/<check> on the daemon's endpoint, and push checks under the daemon:
+the token is checked in constant time and never logged, bodies are capped, unknown and
+non-push checks are 404, and heartbeats outlive a restart."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from config.load import load_config
+from daemon import Daemon
+from engine.clock import ManualClock, settle
+from engine.heartbeats import FILE_NAME, HeartbeatStore
+from engine.notify import Notifier
+from tests.ecs_schema import problems
+from web.app import HEARTBEAT_MAX_BODY, bound_port
+
+TOKEN = "canary-heartbeat-token-9f0a"
+CHECK = "province-callback"
+
+
+def config_text(state_dir: Path) -> str:
+    return f"""
+listen: "127.0.0.1:0"
+state_dir: {state_dir}
+defaults: {{interval: 60s, confirm_after: 2, recover_after: 1}}
+checks:
+  - name: {CHECK}
+    title: 省民呼数据回传
+    kind: freshness
+    max_age: 15m
+    source: {{type: push, token: {TOKEN}}}
+  - name: receiver-log
+    kind: freshness
+    max_age: 15m
+    source: {{type: file, path: {state_dir}/absent.log}}
+"""
+
+
+@dataclass
+class Env:
+    daemon: Daemon
+    clock: ManualClock
+    events: io.StringIO
+    url: str
+
+    async def post(
+        self, check: str = CHECK, *, token: str | None = TOKEN, data: Any = None, **kw: Any
+    ) -> tuple[int, str]:
+        headers = kw.pop("headers", {})
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        async with (
+            aiohttp.ClientSession() as session,
+            session.request(
+                kw.pop("method", "POST"),
+                f"{self.url}/heartbeat/{check}",
+                headers=headers,
+                data=data,
+                **kw,
+            ) as response,
+        ):
+            return response.status, await response.text()
+
+    async def tick(self, seconds: float) -> None:
+        await self.clock.advance(seconds)
+        for _ in range(500):
+            await settle()
+            if self.daemon.scheduler.running == 0:
+                return
+            await asyncio.sleep(0.005)
+        raise AssertionError("runs did not finish")
+
+    def state(self, check: str = CHECK) -> str:
+        return str(self.daemon.state.check_state(check).hard)
+
+    def emitted(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.events.getvalue().splitlines()]
+
+
+async def start_daemon(state_dir: Path, tmp_path: Path, clock: ManualClock) -> Env:
+    path = tmp_path / "config.yaml"
+    path.write_text(config_text(state_dir))
+    events = io.StringIO()
+    daemon = Daemon(
+        path, load_config(path), clock=clock, notifier=Notifier(None), environ={}, stream=events
+    )
+    await daemon.start()
+    assert daemon.web is not None
+    return Env(daemon, clock, events, f"http://127.0.0.1:{bound_port(daemon.web)}")
+
+
+@pytest.fixture
+async def env(tmp_path: Path) -> AsyncIterator[Env]:
+    environment = await start_daemon(tmp_path / "state", tmp_path, ManualClock())
+    yield environment
+    await environment.daemon.shutdown()
+
+
+async def test_heartbeat_is_recorded_and_persisted(env: Env, tmp_path: Path) -> None:
+    """204 with the right token (any case of "Bearer"); the time lands in state_dir."""
+    assert await env.post() == (204, "")
+    stored = HeartbeatStore(tmp_path / "state").get(CHECK)
+    assert stored.last == env.clock.now()
+    await env.clock.advance(5)
+    assert (await env.post(token=None, headers={"Authorization": f"bearer  {TOKEN} "}))[0] == 204
+    document = json.loads((tmp_path / "state" / FILE_NAME).read_text())
+    assert document["checks"][CHECK]["last"] == env.clock.now().isoformat()
+
+
+@pytest.mark.parametrize(
+    ("token", "why"), [(None, "no bearer token"), ("canary-guess-1234567890", "wrong token")]
+)
+async def test_missing_or_wrong_token_is_401_and_logged_without_it(
+    env: Env, token: str | None, why: str
+) -> None:
+    """Refused with 401; the event names the check and the peer, never a token."""
+    code, body = await env.post(token=token)
+    assert code == 401
+    assert json.loads(body) == {"error": why}
+    assert env.daemon.heartbeats.get(CHECK).last is None
+    (event,) = [e for e in env.emitted() if e["event"]["action"] == "heartbeat-rejected"]
+    assert event["message"] == f"heartbeat for {CHECK} refused: {why}"
+    assert event["source"]["address"] == "127.0.0.1"
+    assert problems(event) == []
+    text = env.events.getvalue()
+    assert TOKEN not in text and "canary-guess" not in text
+
+
+@pytest.mark.parametrize("check", ["receiver-log", "no-such-check", "UPPER", "a" * 70])
+async def test_unknown_or_not_push_is_404(env: Env, check: str) -> None:
+    """Only push checks take heartbeats; others are 404 whatever the token."""
+    assert (await env.post(check))[0] == 404
+
+
+async def test_other_methods_are_405(env: Env) -> None:
+    """GET or PUT on a heartbeat path is 405, not a heartbeat."""
+    assert (await env.post(method="GET"))[0] == 405
+    assert (await env.post(method="PUT"))[0] == 405
+
+
+async def test_oversized_body_is_413(env: Env) -> None:
+    """A body over 64 KiB is refused, announced or streamed, and records nothing."""
+    big = b"x" * (HEARTBEAT_MAX_BODY + 1)
+    assert (await env.post(data=big))[0] == 413
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(4):
+            yield b"y" * (HEARTBEAT_MAX_BODY // 2)
+
+    assert (await env.post(data=chunks()))[0] == 413
+    assert env.daemon.heartbeats.get(CHECK).last is None
+    assert (await env.post(data=b'{"callback": 7}'))[0] == 204
+
+
+async def test_push_check_under_the_daemon(env: Env, tmp_path: Path) -> None:
+    """Unknown until the first heartbeat, up with it, down after 15 minutes of silence,
+    and the heartbeat survives a restart of the daemon."""
+    await env.tick(60)
+    assert env.state() == "unknown"
+    assert env.state("receiver-log") == "unknown"  # the file was never written
+    assert await env.post() == (204, "")
+    await env.tick(60)
+    assert env.state() == "up"
+    await env.tick(15 * 60)
+    await env.tick(60)
+    assert env.state() == "down"
+    (change,) = [
+        e
+        for e in env.emitted()
+        if e["event"]["action"] == "state-change" and e["hotline_probe"]["to"] == "down"
+    ]
+    assert change["event"]["reason"].startswith("stale: newest sign of life")
+
+    await env.daemon.shutdown()
+    restarted = await start_daemon(tmp_path / "state", tmp_path, env.clock)
+    env.daemon = restarted.daemon  # the fixture shuts this one down
+    assert restarted.daemon.heartbeats.get(CHECK).last is not None
+    await restarted.tick(60)
+    assert restarted.state() == "down"  # remembered: still stale, not "never seen"
