@@ -380,6 +380,8 @@ def _describe(exc: BaseException, timeout: float) -> str:
         return f"TLS certificate not accepted: {exc.verify_message}"
     if isinstance(exc, ssl.SSLError):
         return f"TLS error: {exc.reason or exc}"
+    if isinstance(exc, OSError) and exc.errno:
+        return os.strerror(exc.errno)  # asyncio's "Connect call failed (...)" says less
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return str(exc) or type(exc).__name__

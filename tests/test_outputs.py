@@ -1,0 +1,283 @@
+"""Outputs without a collector program: the JSON-lines file, the spool, and hostile or
+dead collectors played by small loopback servers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from config.outputs import FileOutput, SyslogOutput
+from events import log
+from events.ecs import daemon_event
+from events.outputs import Output, build_one
+from events.redact import Scrubber
+from events.spool import DiskSpool, SpoolError, frame_records
+from tests.event_schema import validate
+
+CANARY = "canary-outputs-5b2e91"
+
+
+def event(number: int, text: str = "") -> dict[str, Any]:
+    return daemon_event("daemon-reload", f"event {number}{text}", checks=number)
+
+
+def record(text: str) -> bytes:
+    data = text.encode()
+    return b"%d %b" % (len(data), data)
+
+
+@pytest.fixture
+def captured() -> Iterator[list[dict[str, Any]]]:
+    """Every event written, as the pipeline rendered it."""
+    seen: list[dict[str, Any]] = []
+    log.TAPS.append(seen.append)
+    yield seen
+    log.TAPS.remove(seen.append)
+
+
+def route(*outputs: Output) -> None:
+    log.configure(outputs=list(outputs), scrubber=Scrubber([CANARY]))
+
+
+# --- the JSON-lines file -----------------------------------------------------------
+
+
+def test_file_rotates_by_rename_and_keeps_whole_lines(tmp_path: Path) -> None:
+    path = tmp_path / "log" / "events.jsonl"  # the directory is created on first write
+    config = FileOutput(type="file", path=path, max_bytes=4096, backups=2)  # type: ignore[arg-type]
+    output = build_one("file", config)
+    route(output)
+    for n in range(100):
+        log.emit(event(n, f" {CANARY}"))
+    files = [path.with_name(f"events.jsonl.{i}") for i in (2, 1)] + [path]
+    assert all(f.exists() for f in files)
+    assert not path.with_name("events.jsonl.3").exists()  # only `backups` are kept
+    numbers = []
+    for f in files:
+        text = f.read_text()
+        assert CANARY not in text
+        assert text.endswith("\n") and f.stat().st_size <= 4096
+        for line in text.splitlines():
+            doc = json.loads(line)  # every line whole
+            assert validate(doc) == []
+            numbers.append(doc["hotline_probe"]["checks"])
+    # Oldest first across .2, .1 and the live file, none repeated; the oldest rotated away.
+    assert numbers == list(range(numbers[0], 100))
+    assert output.counts["sent"] == 100
+
+
+def test_a_full_disk_drops_the_event_and_says_so(
+    captured: list[dict[str, Any]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = FileOutput(type="file", path=Path("/dev/full"))
+    output = build_one("file", config)
+    route(output)
+    for n in range(5):
+        log.emit(event(n))
+    # The five, and the output-dropped event itself: it cannot be written there either.
+    assert output.counts["dropped"] == 6
+    problems = [e for e in captured if e["event"]["action"] == "output-dropped"]
+    assert len(problems) == 1  # once per episode, not once per event
+    assert "No space left on device" in problems[0]["message"]
+    assert problems[0]["hotline_probe"]["output"] == "file"
+    # stderr is not an output here: the problem is written there too, for journald.
+    assert "output file: events dropped" in capsys.readouterr().err
+
+
+# --- the spool -----------------------------------------------------------------------
+
+
+def test_spool_keeps_order_across_a_restart(tmp_path: Path) -> None:
+    spool = DiskSpool(tmp_path, max_bytes=1_000_000)
+    for n in range(10):
+        spool.append(record(f"event {n}"))
+    records, token = spool.read_batch(max_bytes=60)
+    assert records[0] == record("event 0")
+    spool.commit(token)  # these reached the collector
+    spool.close()
+    again = DiskSpool(tmp_path, max_bytes=1_000_000)  # the daemon started again
+    rest: list[bytes] = []
+    while not again.empty:
+        batch, token = again.read_batch()
+        rest += batch
+        again.commit(token)
+    assert rest == [record(f"event {n}") for n in range(len(records), 10)]
+
+
+def test_full_spool_drops_the_oldest_and_counts_them(tmp_path: Path) -> None:
+    spool = DiskSpool(tmp_path, max_bytes=64 * 1024)  # segments of 16 KiB
+    for n in range(2000):
+        spool.append(record(f"event {n:05d} " + "x" * 80))
+    assert spool.size <= 64 * 1024 + spool.segment_bytes
+    kept: list[bytes] = []
+    while not spool.empty:
+        batch, token = spool.read_batch()
+        kept += batch
+        spool.commit(token)
+    assert spool.dropped + len(kept) == 2000
+    assert spool.dropped > 0
+    assert b"event 01999 " in kept[-1]  # the newest survive
+    numbers = [int(r.split(b" ")[2]) for r in kept]
+    assert numbers == list(range(numbers[0], 2000))
+
+
+def test_a_record_cut_by_a_crash_is_dropped_not_replayed(tmp_path: Path) -> None:
+    spool = DiskSpool(tmp_path, max_bytes=1_000_000)
+    spool.append(record("whole"))
+    spool.close()
+    segment = next(tmp_path.glob("*.seg"))
+    with segment.open("ab") as f:
+        f.write(b"25 half a rec")  # the process died mid-write
+    again = DiskSpool(tmp_path, max_bytes=1_000_000)
+    batch, _ = again.read_batch()
+    assert batch == [record("whole")]
+    assert again.damaged == len(b"25 half a rec")
+    assert frame_records(b"5 hello3 abc")[0] == [b"5 hello", b"3 abc"]
+
+
+def test_an_unusable_spool_directory_is_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(SpoolError, match=r"spool directory .*file/spool"):
+        DiskSpool(blocker / "spool", max_bytes=1_000_000)
+
+
+# --- hostile and dead collectors -------------------------------------------------------
+
+
+class Collector:
+    """A loopback TCP server with a behaviour: read, refuse, reset, or accept and stall."""
+
+    def __init__(self, behaviour: str) -> None:
+        self.behaviour = behaviour
+        self.received = b""
+        self.server: asyncio.Server | None = None
+        self.port = 0
+        self.released = asyncio.Event()
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+        if self.behaviour == "stall":
+            for s in self.server.sockets:  # a small window fills fast
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.behaviour == "reset":
+            sock = writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            writer.close()
+            return
+        if self.behaviour == "stall":
+            await self.released.wait()
+            writer.close()
+            return
+        while data := await reader.read(65536):
+            self.received += data
+
+    async def stop(self) -> None:
+        self.released.set()
+        if self.server is not None:
+            self.server.close()
+            await asyncio.sleep(0)  # let stalled handlers see the release
+
+
+@pytest.fixture
+async def outputs() -> AsyncIterator[list[Output]]:
+    made: list[Output] = []
+    yield made
+    for output in made:
+        await output.close(grace=0.2)
+
+
+def syslog(port: int, tmp_path: Path | None = None, **extra: Any) -> SyslogOutput:
+    return SyslogOutput.model_validate(
+        {
+            "type": "syslog",
+            "address": f"127.0.0.1:{port}",
+            "reconnect_max": 0.2,
+            **({"spool_dir": str(tmp_path / "spool")} if tmp_path else {}),
+            **extra,
+        }
+    )
+
+
+async def until(condition: Any, timeout: float = 5.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        assert loop.time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])  # nothing listens once the socket is closed
+
+
+async def test_refused_collector_spools_and_reports_once(
+    tmp_path: Path, outputs: list[Output], captured: list[dict[str, Any]]
+) -> None:
+    output = build_one("siem", syslog(closed_port(), tmp_path))
+    outputs.append(output)
+    await output.start()
+    route(output)
+    for n in range(50):
+        log.emit(event(n))
+    await asyncio.sleep(0.3)  # several reconnection attempts
+    failed = [e for e in captured if e["event"]["action"] == "output-failed"]
+    assert len(failed) == 1
+    assert "Connection refused" in failed[0]["message"]
+    assert output.counts["spooled"] >= 50 and output.counts["dropped"] == 0
+
+
+@pytest.mark.parametrize("behaviour", ["reset", "stall"])
+async def test_a_bad_collector_never_blocks_the_caller(
+    tmp_path: Path, outputs: list[Output], captured: list[dict[str, Any]], behaviour: str
+) -> None:
+    """A collector that resets or accepts and never reads: emitting stays a function call,
+    the connection is given up, and every event waits in the spool."""
+    collector = Collector(behaviour)
+    await collector.start()
+    output = build_one("siem", syslog(collector.port, tmp_path, send_timeout=0.3))
+    outputs.append(output)
+    await output.start()
+    route(output)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    for n in range(5000):  # 5 MB: more than loopback's socket buffers hold
+        log.emit(event(n, " " + "y" * 1000))
+    assert loop.time() - started < 3.0  # no waiting on the collector inside emit
+    await until(lambda: any(e["event"]["action"] == "output-failed" for e in captured))
+    assert output.counts["dropped"] == 0
+    accounted = output.counts["sent"] + output.counts["spooled"]
+    assert accounted >= 5000
+    await collector.stop()
+
+
+async def test_hundred_kilobytes_of_text_are_cut_and_framing_stays_valid(
+    outputs: list[Output], captured: list[dict[str, Any]]
+) -> None:
+    collector = Collector("read")
+    await collector.start()
+    output = build_one("siem", syslog(collector.port))
+    outputs.append(output)
+    await output.start()
+    route(output)
+    log.emit(event(1, "z" * 100_000))
+    log.emit(event(2))
+    await until(lambda: collector.received.count(b"daemon-reload") >= 2)
+    records, used = frame_records(collector.received)
+    assert used == len(collector.received) and len(records) == 2  # octet counts all right
+    first = json.loads(records[0].split(b"\xef\xbb\xbf", 1)[1])
+    assert first["hotline_probe"]["truncated"] is True
+    assert len(records[0]) < 70_000
+    assert validate(first) == []
+    await collector.stop()
