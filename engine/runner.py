@@ -49,7 +49,10 @@ class _AttemptFailed(Exception):
 def target_of(node: Any) -> str:
     """What a node points at, safe to print."""
     url = getattr(node, "url", None)
-    return redact_url(url) if url else str(getattr(node, "address", node.name))
+    if url:
+        return redact_url(url)
+    # address: host:port (tcp, tls, dns); host: no port (icmp); neither: dns's system resolver
+    return str(getattr(node, "address", None) or getattr(node, "host", None) or node.name)
 
 
 async def run_node(probe: Probe, check: CheckBase, node: Any, ctx: ProbeContext) -> NodeResult:

@@ -2,11 +2,30 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from probes import http, tcp, tls
-from probes.base import Probe
+from probes.base import Observation, Probe, ProbeContext
+
+
+# dnspython and icmplib are imported with the first check of their kind: a config
+# without such a check does not pay for them at start-up (dnspython alone costs 30 ms).
+async def _dns(check: Any, node: Any, ctx: ProbeContext) -> Observation:
+    from probes import dns
+
+    return await dns.probe(check, node, ctx)
+
+
+async def _icmp(check: Any, node: Any, ctx: ProbeContext) -> Observation:
+    from probes import icmp
+
+    return await icmp.probe(check, node, ctx)
+
 
 PROBES: dict[str, Probe] = {
     "http": http.probe,
     "tcp": tcp.probe,
     "tls": tls.probe,
+    "dns": _dns,
+    "icmp": _icmp,
 }

@@ -41,6 +41,8 @@ class ErrorType(StrEnum):
     LATENCY = "latency"  # answered correctly, slower than the check allows
     PROTOCOL = "protocol"  # the peer does not speak the protocol (garbage, bad framing)
     BODY_TOO_LARGE = "body_too_large"
+    PACKET_LOSS = "packet_loss"  # more echoes went unanswered than the check allows
+    PERMISSION = "permission"  # this host does not let the probe open the socket it needs
     INTERNAL = "internal"  # a bug in the probe; reported, never raised past the runner
 
 
@@ -51,6 +53,10 @@ _FINAL = frozenset(
         ErrorType.TLS_EXPIRED,
         ErrorType.CERT_EXPIRING,
         ErrorType.BODY_TOO_LARGE,
+        # Loss is already a rate over `count` echoes; retrying until a round passes
+        # would hide a link that drops a third of its packets.
+        ErrorType.PACKET_LOSS,
+        ErrorType.PERMISSION,
         ErrorType.INTERNAL,
     }
 )
@@ -125,6 +131,7 @@ SPANS = (
     ("tls", "tls_start", "tls_end", "the TLS handshake"),
     ("processing", "sent", "first_byte", "the first byte of the answer"),
     ("transfer", "first_byte", "end", "the rest of the answer"),
+    ("request", "request_start", "request_end", "the DNS answer"),  # kind: dns
 )
 
 
@@ -159,6 +166,9 @@ def unfinished(marks: Mapping[str, float]) -> tuple[str, str] | None:
     return None
 
 
+RESOLV_CONF = "/etc/resolv.conf"
+
+
 class ProbeContext:
     """The I/O a probe may use: the clock, the shared HTTP session, TLS contexts.
 
@@ -166,8 +176,11 @@ class ProbeContext:
     config generation) and shared by every attempt.
     """
 
-    def __init__(self, *, clock: Clock | None = None) -> None:
+    def __init__(self, *, clock: Clock | None = None, resolv_conf: str = RESOLV_CONF) -> None:
         self.clock: Clock = clock or SystemClock()
+        self.resolv_conf = resolv_conf
+        """Where ``kind: dns`` finds the system resolver's servers (tests point it at
+        loopback: the real file may name a server off the host)."""
         self._session: aiohttp.ClientSession | None = None
         self._ssl: dict[TlsOptions | None, ssl.SSLContext] = {}
         self.resolver = Resolver()
