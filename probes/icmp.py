@@ -39,6 +39,9 @@ from probes.base import (
     phases_from,
 )
 
+# linux/in.h and linux/in6.h; Python's socket module does not name them.
+_IP_RECVERR, _IPV6_RECVERR = 11, 25
+
 
 @dataclass
 class Echoes:
@@ -52,13 +55,20 @@ class Echoes:
 async def probe(check: IcmpCheck, node: IcmpNode, ctx: ProbeContext) -> Observation:
     address = await _address(node.host, ctx)
     access = icmp_access.choose()
-    family = ICMPv6Socket if ipaddress.ip_address(address).version == 6 else ICMPv4Socket
+    v6 = ipaddress.ip_address(address).version == 6
     try:
-        icmp_socket = family(privileged=access.privileged)
+        icmp_socket = (ICMPv6Socket if v6 else ICMPv4Socket)(privileged=access.privileged)
     except SocketPermissionError as exc:
         raise icmp_access.refused(access, str(exc)) from None
     except ICMPSocketError as exc:
         raise ProbeFailure(ErrorType.CONNECTION, f"cannot open an ICMP socket: {exc}") from None
+    if not access.privileged:
+        # A raw socket reads a router's "destination unreachable" as a packet; a ping
+        # socket hears of it only with RECVERR on, as an error from its next receive.
+        level, option = (
+            (socket.IPPROTO_IPV6, _IPV6_RECVERR) if v6 else (socket.IPPROTO_IP, _IP_RECVERR)
+        )
+        icmp_socket.sock.setsockopt(level, option, 1)
     with AsyncSocket(icmp_socket) as sock:
         echoes = await _echo(sock, address, check, ctx)
     details: dict[str, Any] = {"address": address, "socket": access.name}

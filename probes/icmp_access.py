@@ -63,9 +63,9 @@ def choose() -> Access:
     raise ProbeFailure(
         ErrorType.PERMISSION,
         f"cannot send ICMP echoes: gid {gid} is outside net.ipv4.ping_group_range "
-        f"({shown}) and the process lacks CAP_NET_RAW; fix one: sysctl "
-        f"net.ipv4.ping_group_range to a range holding {gid}, or AmbientCapabilities="
-        "CAP_NET_RAW in the unit",
+        f"({shown}) and the process lacks CAP_NET_RAW; allow one: set the sysctl "
+        f"net.ipv4.ping_group_range to a range holding {gid}, or give the unit "
+        "AmbientCapabilities=CAP_NET_RAW",
     )
 
 

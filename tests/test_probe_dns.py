@@ -383,6 +383,23 @@ def system_check(query: str, **opts: Any) -> DnsCheck:
     return dns_check(None, query, **opts)
 
 
+@pytest.mark.parametrize(
+    ("address", "server"),
+    [
+        ("10.0.0.53", ("10.0.0.53", 53)),
+        ("ns1.example.invalid", ("ns1.example.invalid", 53)),
+        ("ns1.example.invalid:5353", ("ns1.example.invalid", 5353)),
+        ("2001:db8::53", ("2001:db8::53", 53)),
+        ("[2001:db8::53]", ("2001:db8::53", 53)),
+        ("[2001:db8::53]:5353", ("2001:db8::53", 5353)),
+    ],
+)
+def test_server_address_forms(address: str, server: tuple[str, int]) -> None:
+    """A server is a host with an optional port (53 by default), IPv6 bare or in brackets."""
+    check = dns_check(f'[{{name: ns, address: "{address}"}}]', "{name: app.example.invalid}")
+    assert check.nodes[0].server == server
+
+
 def test_no_nodes_means_the_system_resolver() -> None:
     """A dns check without nodes has one node, `system`, that asks the system resolver."""
     check = system_check("{name: app.example.invalid}")
