@@ -7,6 +7,7 @@ shared read-only by every check run and can be swapped whole on reload.
 from __future__ import annotations
 
 import codecs
+import ipaddress
 import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -31,7 +32,8 @@ from pydantic import (
     model_validator,
 )
 
-from config.duration import Duration
+from config.dns_records import RecordType
+from config.duration import Duration, format_duration
 from config.outputs import Output, StreamOutput, check_outputs
 from config.secrets import (
     Secret,
@@ -758,8 +760,204 @@ class FreshnessCheck(CheckBase):
         return self
 
 
+# --- kind: dns ---------------------------------------------------------------------
+
+DNS_PORT = 53
+
+
+def split_server(address: str) -> tuple[str, int]:
+    """A DNS server as ``host``, ``host:port``, ``[v6]:port`` or a bare IPv6 address;
+    the port is 53 unless given."""
+    text = address.strip()
+    if _ADDRESS.match(text):
+        return split_address(text)
+    bare = text[1:-1] if text.startswith("[") and text.endswith("]") else text
+    try:
+        return str(ipaddress.ip_address(bare)), DNS_PORT
+    except ValueError:
+        pass
+    if not bare or any(c in bare for c in ":[]/") or any(c.isspace() for c in bare):
+        raise ValueError(
+            "address must be a host, host:port, [IPv6]:port or an IPv6 address (port 53 if omitted)"
+        )
+    return bare, DNS_PORT
+
+
+def _check_server(address: str) -> str:
+    split_server(address)
+    return address
+
+
+class DnsNode(Node):
+    address: Annotated[str, AfterValidator(_check_server)] | None = None
+    """The server to ask; without one, the system resolver (the servers in resolv.conf)."""
+
+    @property
+    def server(self) -> tuple[str, int] | None:
+        return split_server(self.address) if self.address is not None else None
+
+
+SYSTEM_RESOLVER = DnsNode(name="system")
+"""The node of a dns check that names no servers."""
+
+Rcode = Literal["NOERROR", "NXDOMAIN", "SERVFAIL", "REFUSED"]
+
+
+def _upper(value: Any) -> Any:
+    return value.upper() if isinstance(value, str) else value
+
+
+def _as_list(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+class DnsQuery(Model):
+    name: str = Field(min_length=1)
+    """Asked as written (absolute: no search domains). An IP address with type PTR is
+    turned into its reverse name (10.0.0.1 -> 1.0.0.10.in-addr.arpa)."""
+    type: Annotated[RecordType, BeforeValidator(_upper)] = "A"
+    recursion: bool = True
+    """Sets the RD flag; turn it off to ask an authoritative server about its own zone."""
+
+    @model_validator(mode="after")
+    def _valid_name(self) -> DnsQuery:
+        try:
+            literal = ipaddress.ip_address(self.name)
+        except ValueError:
+            literal = None
+        if literal is not None and self.type != "PTR":
+            raise ValueError(f"name {self.name} is an address; a reverse lookup needs type: PTR")
+        if literal is None:
+            import dns.exception
+            import dns.name
+
+            try:
+                dns.name.from_text(self.name)
+            except dns.exception.DNSException as exc:
+                raise ValueError(f"name {self.name!r} is not a valid domain name: {exc}") from None
+        return self
+
+
+class DnsExpect(Model):
+    rcode: Annotated[Rcode, BeforeValidator(_upper)] = "NOERROR"
+    values: list[str] | None = None
+    """The answer must hold exactly these records of the query's type, in any order."""
+    contains: Annotated[list[str], BeforeValidator(_as_list)] = Field(default_factory=list)
+    """Records of the query's type that must be among the answers (others may be too)."""
+    max_latency: PositiveDuration | None = None
+
+
+class DnsCheck(CheckBase):
+    kind: Literal["dns"]
+    query: DnsQuery
+    transport: Literal["udp", "tcp"] = "udp"
+    """udp retries over TCP when the answer comes back truncated, as resolvers do."""
+    expect: DnsExpect = DnsExpect()
+    nodes: list[DnsNode] = Field(default_factory=lambda: [SYSTEM_RESOLVER], min_length=1)
+
+    @model_validator(mode="after")
+    def _values_of_the_type(self) -> DnsCheck:
+        from config.dns_records import expected
+
+        wanted = self.expect
+        if wanted.rcode != "NOERROR" and (wanted.values is not None or wanted.contains):
+            raise ValueError(
+                f"expect.values and expect.contains need rcode NOERROR, not {wanted.rcode}: "
+                "an error answer has no records"
+            )
+        for field, values in (("values", wanted.values or []), ("contains", wanted.contains)):
+            for index, value in enumerate(values):
+                try:
+                    expected(self.query.type, value)
+                except ValueError as exc:
+                    raise ValueError(f"expect.{field}[{index}]: {exc}") from None
+        return self
+
+
+# --- kind: icmp --------------------------------------------------------------------
+
+
+def parse_loss(value: object) -> float:
+    """``20%`` or ``0.2`` -> 0.2; 100% is refused, as a check with it could never fail."""
+    text = value.strip() if isinstance(value, str) else value
+    try:
+        if isinstance(text, bool):
+            raise ValueError
+        if isinstance(text, str) and text.endswith("%"):
+            loss = float(text[:-1]) / 100
+        elif isinstance(text, int | float | str):
+            loss = float(text)
+            if loss > 1:
+                raise ValueError
+        else:
+            raise ValueError
+    except ValueError:
+        raise ValueError(
+            f"{value!r} is not a loss rate; write a percentage (20%) or a fraction (0.2)"
+        ) from None
+    if not 0 <= loss < 1:
+        raise ValueError("max_loss must be from 0% to below 100% (100% could never fail)")
+    return loss
+
+
+def _format_loss(loss: float) -> str:
+    return f"{loss * 100:g}%"
+
+
+LossRate = Annotated[
+    float, BeforeValidator(parse_loss), PlainSerializer(_format_loss, return_type=str)
+]
+
+
+def _check_host(host: str) -> str:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if not host or any(c in host for c in ":[]/") or any(c.isspace() for c in host):
+            raise ValueError("host must be a host name or an IP address, without a port") from None
+    return host
+
+
+class IcmpNode(Node):
+    host: Annotated[str, AfterValidator(_check_host)]
+
+
+class IcmpExpect(Model):
+    max_loss: LossRate | None = None
+    """The share of echoes that may go unanswered; by default one reply is enough."""
+    max_rtt: PositiveDuration | None = None
+    """No reply may take longer."""
+    max_avg_rtt: PositiveDuration | None = None
+
+
+class IcmpCheck(CheckBase):
+    kind: Literal["icmp"]
+    nodes: list[IcmpNode] = Field(min_length=1)
+    count: int = Field(3, ge=1, le=100)
+    """Echoes per attempt."""
+    echo_interval: Annotated[Duration, Field(ge=0.01)] = 0.5
+    """From one echo to the next (``interval`` is how often the check runs)."""
+    reply_timeout: PositiveDuration = 1.0
+    """How long an echo waits for its reply; a later reply counts as lost."""
+    expect: IcmpExpect = IcmpExpect()
+
+    @model_validator(mode="after")
+    def _echoes_fit_the_timeout(self) -> IcmpCheck:
+        longest = (self.count - 1) * max(self.echo_interval, self.reply_timeout)
+        longest += self.reply_timeout
+        if longest > self.timeout:
+            raise ValueError(
+                f"{self.count} echoes can take up to {format_duration(longest)} "
+                f"(echo_interval {format_duration(self.echo_interval)}, reply_timeout "
+                f"{format_duration(self.reply_timeout)}), more than timeout "
+                f"{format_duration(self.timeout)}; lower count or raise timeout"
+            )
+        return self
+
+
 Check = Annotated[
-    HttpCheck | ProxyCheck | TcpCheck | TlsCheck | FreshnessCheck, Field(discriminator="kind")
+    HttpCheck | ProxyCheck | TcpCheck | TlsCheck | FreshnessCheck | DnsCheck | IcmpCheck,
+    Field(discriminator="kind"),
 ]
 """One entry of ``checks:``; ``kind`` picks the model (and the probe that runs it)."""
 
@@ -769,6 +967,8 @@ CHECK_MODELS: tuple[type[CheckBase], ...] = (
     TcpCheck,
     TlsCheck,
     FreshnessCheck,
+    DnsCheck,
+    IcmpCheck,
 )
 
 

@@ -38,7 +38,7 @@ class Attempt:
 @dataclass(frozen=True, slots=True)
 class NodeResult:
     name: str
-    target: str  # URL or host:port, with credentials and secret parameters masked
+    target: str  # URL, host:port or host, credentials and secret parameters masked
     status: NodeStatus
     attempts: tuple[Attempt, ...] = ()
     duration: float = 0.0

@@ -52,8 +52,14 @@ def target_of(node: Any) -> str:
     url = getattr(node, "url", None)
     if url:
         return redact_url(url)
-    # A freshness check's node carries its source's target, already safe to print.
-    return str(getattr(node, "address", None) or getattr(node, "target", node.name))
+    # address: host:port (tcp, tls, dns); host: no port (icmp); target: a freshness
+    # check's source, already safe to print; none of them: dns's system resolver.
+    return str(
+        getattr(node, "address", None)
+        or getattr(node, "host", None)
+        or getattr(node, "target", None)
+        or node.name
+    )
 
 
 async def run_node(probe: Probe, check: CheckBase, node: Any, ctx: ProbeContext) -> NodeResult:

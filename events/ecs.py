@@ -7,6 +7,7 @@ with a SIEM's ECS mapping. tests/ecs_schema.py validates every event the tests p
 from __future__ import annotations
 
 import functools
+import ipaddress
 import socket
 from collections.abc import Iterator
 from typing import Any
@@ -239,9 +240,10 @@ def _add_target(doc: dict[str, Any], node: NodeResult, attempt: Attempt | None =
         doc["url"] = {"full": target}
         parts = urlsplit(target)
         host, port = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+    elif target == node.name:  # the runner's stand-in for a node without an address
+        host, port = None, None
     else:
-        host, _, port_text = target.rpartition(":")
-        host, port = host.strip("[]"), int(port_text) if port_text.isdigit() else None
+        host, port = _host_port(target)
     if host:
         doc["destination"] = {"address": host}
         if port:
@@ -252,6 +254,19 @@ def _add_target(doc: dict[str, Any], node: NodeResult, attempt: Attempt | None =
             doc["tls"] = {"server": {"x509": {"not_after": attempt.details["tls_not_after"]}}}
         if "status_code" in attempt.details:
             doc["http"] = {"response": {"status_code": attempt.details["status_code"]}}
+
+
+def _host_port(target: str) -> tuple[str, int | None]:
+    """``host:port`` and ``[v6]:port``; or a bare host or address (an icmp host, a dns
+    server on its default port), which has a colon of its own when it is IPv6."""
+    try:
+        return str(ipaddress.ip_address(target.strip("[]"))), None
+    except ValueError:
+        pass
+    host, colon, port_text = target.rpartition(":")
+    if not colon:
+        return target, None
+    return host.strip("[]"), int(port_text) if port_text.isdigit() else None
 
 
 # --- the daemon's events -----------------------------------------------------------

@@ -2,8 +2,25 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from probes import freshness, http, proxy, tcp, tls
-from probes.base import Probe
+from probes.base import Observation, Probe, ProbeContext
+
+
+# dnspython and icmplib are imported with the first check of their kind: a config
+# without such a check does not pay for them at start-up (dnspython alone costs 30 ms).
+async def _dns(check: Any, node: Any, ctx: ProbeContext) -> Observation:
+    from probes import dns
+
+    return await dns.probe(check, node, ctx)
+
+
+async def _icmp(check: Any, node: Any, ctx: ProbeContext) -> Observation:
+    from probes import icmp
+
+    return await icmp.probe(check, node, ctx)
+
 
 PROBES: dict[str, Probe] = {
     "http": http.probe,
@@ -11,4 +28,6 @@ PROBES: dict[str, Probe] = {
     "tcp": tcp.probe,
     "tls": tls.probe,
     "freshness": freshness.probe,
+    "dns": _dns,
+    "icmp": _icmp,
 }

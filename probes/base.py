@@ -51,6 +51,8 @@ class ErrorType(StrEnum):
     FUTURE_TIMESTAMP = "future_timestamp"  # a sign of life dated ahead of our clock
     NO_DATA = "no_data"  # no sign of life to read: the check cannot judge the link
     DATABASE = "database"  # the database refused the login or the statement
+    PACKET_LOSS = "packet_loss"  # more echoes went unanswered than the check allows
+    PERMISSION = "permission"  # this host does not let the probe open the socket it needs
     INTERNAL = "internal"  # a bug in the probe; reported, never raised past the runner
 
 
@@ -65,6 +67,10 @@ _FINAL = frozenset(
         ErrorType.FUTURE_TIMESTAMP,
         ErrorType.NO_DATA,
         ErrorType.DATABASE,
+        # Loss is already a rate over `count` echoes; retrying until a round passes
+        # would hide a link that drops a third of its packets.
+        ErrorType.PACKET_LOSS,
+        ErrorType.PERMISSION,
         ErrorType.INTERNAL,
     }
 )
@@ -152,6 +158,7 @@ SPANS = (
     ("tls", "tls_start", "tls_end", "the TLS handshake"),
     ("processing", "sent", "first_byte", "the first byte of the answer"),
     ("transfer", "first_byte", "end", "the rest of the answer"),
+    ("request", "request_start", "request_end", "the DNS answer"),  # kind: dns
 )
 
 
@@ -189,6 +196,8 @@ def unfinished(marks: Mapping[str, float]) -> tuple[str, str] | None:
 PROXY_PHASES = frozenset({"proxy_connect", "proxy_tunnel"})
 """Phases whose failure, hang included, is the forward proxy's (ErrorType.PROXY)."""
 
+RESOLV_CONF = "/etc/resolv.conf"
+
 
 def new_nonce() -> str:
     """128 random bits as hex: a signed request's nonce (probes/signing.py)."""
@@ -196,7 +205,8 @@ def new_nonce() -> str:
 
 
 class ProbeContext:
-    """The I/O a probe may use: the clock, the shared HTTP session, TLS contexts, heartbeats.
+    """The I/O a probe may use: the clock, the shared HTTP session, TLS contexts,
+    heartbeats, the system resolver's configuration.
 
     Tests swap the clock and the nonce source; sockets stay real. Built once per process
     (or per daemon config generation) and shared by every attempt.
@@ -208,11 +218,15 @@ class ProbeContext:
         clock: Clock | None = None,
         nonce: Callable[[], str] | None = None,
         heartbeats: HeartbeatStore | None = None,
+        resolv_conf: str = RESOLV_CONF,
     ) -> None:
         self.clock: Clock = clock or SystemClock()
         self.nonce: Callable[[], str] = nonce or new_nonce
         # Where push freshness checks find their heartbeats; by default none are known.
         self.heartbeats = heartbeats or HeartbeatStore(None, clock=self.clock)
+        self.resolv_conf = resolv_conf
+        """Where ``kind: dns`` finds the system resolver's servers (tests point it at
+        loopback: the real file may name a server off the host)."""
         self._session: aiohttp.ClientSession | None = None
         self._ssl: dict[TlsOptions | None, ssl.SSLContext] = {}
         self.resolver = Resolver()

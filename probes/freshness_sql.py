@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 from config.models import SqlSource
 from probes.base import ErrorType, ProbeContext, ProbeFailure, attempt_marks, one_line
-from probes.net import _os_failure
+from probes.net import os_failure
 from probes.timestamps import NotATimestamp, to_utc
 
 if TYPE_CHECKING:
@@ -202,7 +202,7 @@ def _failure(exc: Exception, where: str) -> ProbeFailure:
     if isinstance(exc, TimeoutError):  # the driver's own connect timeout
         return ProbeFailure(ErrorType.TIMEOUT, f"no connection to {where} within the timeout")
     if isinstance(exc, OSError):
-        return _os_failure(exc, where.split("://", 1)[-1].split("/", 1)[0])
+        return os_failure(exc, where.split("://", 1)[-1].split("/", 1)[0])
     postgres = _postgres_failure(exc, where)
     if postgres is not None:
         return postgres

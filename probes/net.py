@@ -47,7 +47,7 @@ async def open_stream(
             last = exc
     else:
         assert last is not None
-        raise _os_failure(last, where) from None
+        raise os_failure(last, where) from None
     marks["connect_end"] = ctx.clock.monotonic()
     if tls is not None:
         await start_tls(writer, tls, server_name or host, where, ctx)
@@ -72,7 +72,7 @@ async def start_tls(
         raise ssl_failure(exc) from None
     except OSError as exc:
         writer.transport.abort()
-        raise _os_failure(exc, where, during="during the TLS handshake") from None
+        raise os_failure(exc, where, during="during the TLS handshake") from None
     marks["tls_end"] = ctx.clock.monotonic()
 
 
@@ -94,7 +94,7 @@ async def _resolve(
     return [(family, str(sockaddr[0])) for family, _, _, _, sockaddr in infos]
 
 
-def _os_failure(exc: OSError, where: str, during: str = "") -> ProbeFailure:
+def os_failure(exc: OSError, where: str, during: str = "") -> ProbeFailure:
     kind, text = _FAILURES.get(exc.errno or 0, (ErrorType.CONNECTION, "cannot connect to"))
     message = f"{text} {where}" + (f" {during}" if during else "")
     if kind is ErrorType.CONNECTION and exc.errno not in _FAILURES:

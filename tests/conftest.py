@@ -42,6 +42,65 @@ def _loopback_dns(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket, "getaddrinfo", _loopback_only_getaddrinfo)
 
 
+class DnsGuard:
+    """Refuses DNS queries to servers off loopback and remembers each one it refused.
+
+    dnspython reads resolv.conf and sends its own packets, past the getaddrinfo patch
+    above; the machine's resolv.conf names a server off the host. The probe would report
+    a refused query as a connection error, which a test expecting a failure could take
+    for success: so every refusal also fails the test at teardown.
+    """
+
+    def __init__(self) -> None:
+        self.refused: list[str] = []
+
+    def check(self, destination: Any) -> None:
+        if destination is None:  # a connected socket: its destination was checked then
+            return
+        host = str(destination[0])
+        try:
+            loopback = ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = host in LOOPBACK_NAMES
+        if not loopback:
+            self.refused.append(host)
+            raise PermissionError(f"tests may only query DNS servers on loopback, not {host}")
+
+
+@pytest.fixture(autouse=True)
+def dns_guard(monkeypatch: pytest.MonkeyPatch) -> Iterator[DnsGuard]:
+    from dns import _asyncio_backend  # the layer every async query of dnspython goes through
+
+    guard = DnsGuard()
+    make_socket = _asyncio_backend.Backend.make_socket
+    sendto = _asyncio_backend._DatagramSocket.sendto
+
+    async def guarded_make_socket(
+        self: Any,
+        af: int,
+        socktype: int,
+        proto: int = 0,
+        source: Any = None,
+        destination: Any = None,
+        *args: Any,
+        **kwargs: Any,
+    ) -> Any:
+        guard.check(destination)
+        return await make_socket(  # type: ignore[no-untyped-call]
+            self, af, socktype, proto, source, destination, *args, **kwargs
+        )
+
+    async def guarded_sendto(self: Any, what: bytes, destination: Any, *args: Any) -> Any:
+        guard.check(destination)
+        return await sendto(self, what, destination, *args)  # type: ignore[no-untyped-call]
+
+    monkeypatch.setattr(_asyncio_backend.Backend, "make_socket", guarded_make_socket)
+    monkeypatch.setattr(_asyncio_backend._DatagramSocket, "sendto", guarded_sendto)
+    yield guard
+    if guard.refused:
+        pytest.fail(f"a DNS query was aimed off loopback, at {', '.join(guard.refused)}")
+
+
 @pytest.fixture(autouse=True)
 def _reset_structlog() -> Iterator[None]:
     yield

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import struct
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -50,7 +51,7 @@ def route(*outputs: Output) -> None:
 
 def test_file_rotates_by_rename_and_keeps_whole_lines(tmp_path: Path) -> None:
     path = tmp_path / "log" / "events.jsonl"  # the directory is created on first write
-    config = FileOutput(type="file", path=path, max_bytes=4096, backups=2)  # type: ignore[arg-type]
+    config = FileOutput(type="file", path=path, max_bytes=4096, backups=2)
     output = build_one("file", config)
     route(output)
     for n in range(100):
@@ -160,6 +161,7 @@ class Collector:
         self.server: asyncio.Server | None = None
         self.port = 0
         self.released = asyncio.Event()
+        self.writers: list[asyncio.StreamWriter] = []
 
     async def start(self) -> None:
         self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
@@ -169,9 +171,11 @@ class Collector:
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.writers.append(writer)
         if self.behaviour == "reset":
             sock = writer.get_extra_info("socket")
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            linger_zero = struct.pack("ii", 1, 0)  # close() sends RST, not FIN
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger_zero)
             writer.close()
             return
         if self.behaviour == "stall":
@@ -185,7 +189,9 @@ class Collector:
         self.released.set()
         if self.server is not None:
             self.server.close()
-            await asyncio.sleep(0)  # let stalled handlers see the release
+        for writer in self.writers:
+            writer.close()
+        await asyncio.gather(*(w.wait_closed() for w in self.writers), return_exceptions=True)
 
 
 @pytest.fixture
@@ -208,9 +214,9 @@ def syslog(port: int, tmp_path: Path | None = None, **extra: Any) -> SyslogOutpu
     )
 
 
-async def until(condition: Any, timeout: float = 5.0) -> None:
+async def until(condition: Any, within: float = 5.0) -> None:
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + within
     while not condition():
         assert loop.time() < deadline, "condition not met in time"
         await asyncio.sleep(0.01)
