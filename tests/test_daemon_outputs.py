@@ -1,0 +1,123 @@
+"""probed with the outputs of its config: a file and RELP into a real rsyslog, metrics of
+both, and a reload that keeps an unchanged output's connection and spool."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from config.load import load_config
+from daemon import Daemon
+from engine.clock import ManualClock, settle
+from engine.notify import Notifier
+from simulator import Simulator
+from tests.event_schema import validate
+from tests.rsyslog import Rsyslog
+from tests.test_output_syslog import parse
+from web.app import bound_port
+
+CANARY = "canary-daemon-outputs-3e8a"
+
+
+def config_text(url: str, events: Path, relp_port: int, spool: Path, extra: str = "") -> str:
+    return f"""
+listen: "127.0.0.1:0"
+defaults: {{interval: 10s, timeout: 500ms, retries: {{attempts: 1}}}}
+outputs:
+  - {{type: file, path: "{events}", max_bytes: 1MB, backups: 2}}
+  - {{type: syslog, name: siem, transport: relp, address: "127.0.0.1:{relp_port}",
+      spool_dir: "{spool}", reconnect_max: 200ms}}
+{extra}checks:
+  - name: police-110
+    kind: http
+    headers: {{Authorization: "Bearer {CANARY}"}}
+    nodes: [{{name: node-a, url: "{url}"}}]
+"""
+
+
+@pytest.fixture
+async def running(tmp_path: Path) -> AsyncIterator[tuple[Daemon, Rsyslog, Path, ManualClock]]:
+    collector = Rsyslog(tmp_path / "rsyslog")
+    await asyncio.to_thread(collector.start)
+    async with Simulator() as sim:
+        node = await sim.add_http("police-110", "node-a")
+        events = tmp_path / "log" / "events.jsonl"
+        path = tmp_path / "config.yaml"
+        path.write_text(config_text(node.url, events, collector.relp_port, tmp_path / "spool"))
+        clock = ManualClock()
+        daemon = Daemon(
+            path,
+            load_config(path),
+            clock=clock,
+            notifier=Notifier(None),
+            environ={},
+            stream=io.StringIO(),
+        )
+        await daemon.start()
+        try:
+            yield daemon, collector, events, clock
+        finally:
+            await daemon.shutdown()
+            await asyncio.to_thread(collector.stop)
+
+
+async def run_once(daemon: Daemon, clock: ManualClock) -> None:
+    await clock.advance(10.0)
+    for _ in range(400):
+        await settle()
+        if daemon.scheduler.running == 0:
+            return
+        await asyncio.sleep(0.005)
+
+
+async def test_events_reach_the_file_and_rsyslog_and_are_counted(
+    running: tuple[Daemon, Rsyslog, Path, ManualClock],
+) -> None:
+    daemon, collector, events, clock = running
+    await run_once(daemon, clock)
+    await run_once(daemon, clock)
+    lines = await asyncio.to_thread(collector.wait_for, "relp", 3)
+    from_siem = [parse(line)[1] for line in lines]
+    from_file = [json.loads(line) for line in events.read_text().splitlines()]
+    for doc in from_siem + from_file:
+        assert validate(doc) == []
+    assert CANARY not in events.read_text()
+    assert all(CANARY.encode() not in line for line in lines)
+    actions = [d["event"]["action"] for d in from_file]
+    assert actions[0] == "daemon-start" and actions.count("check") == 2
+    # One numbering for every output: the same events, in the same order.
+    assert [d["event"]["id"] for d in from_siem] == [d["event"]["id"] for d in from_file][
+        : len(from_siem)
+    ]
+    assert daemon.web is not None
+    port = bound_port(daemon.web)
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://127.0.0.1:{port}/metrics") as response,
+    ):
+        metrics = await response.text()
+    assert 'hotline_probe_output_events_total{outcome="sent",output="siem"}' in metrics
+    assert 'hotline_probe_output_events_total{outcome="dropped",output="file-0"} 0.0' in metrics
+    assert 'hotline_probe_output_spool_bytes{output="siem"}' in metrics
+
+
+async def test_reload_keeps_an_unchanged_output(
+    running: tuple[Daemon, Rsyslog, Path, ManualClock],
+) -> None:
+    daemon, collector, _, clock = running
+    siem = daemon.outputs[1]
+    text = daemon.path.read_text().replace("backups: 2", "backups: 3")
+    daemon.path.write_text(text)
+    assert await daemon.reload()
+    assert daemon.outputs[1] is siem  # same connection, same spool
+    assert daemon.outputs[0] is not None and daemon.outputs[0].kind == "file"
+    await run_once(daemon, clock)
+    lines = await asyncio.to_thread(collector.wait_for, "relp", 3)
+    actions = [parse(line)[1]["event"]["action"] for line in lines]
+    assert actions == ["daemon-start", "daemon-reload", "check"]
