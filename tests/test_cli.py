@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from simulator import Mode, Simulator
-from tests.ecs_schema import problems
+from tests.event_schema import validate
 
 ROOT = Path(__file__).resolve().parent.parent
 CANARY_TOKEN = "canary-tok-5f2e9a"
@@ -154,7 +154,7 @@ async def test_events_are_ecs_and_secrets_never_leak(topology: tuple[Simulator, 
     assert sequence == list(range(sequence[0], sequence[0] + len(events)))
     assert len({e["event"]["id"] for e in events}) == len(events)
     for event in events:
-        assert problems(event) == [], event
+        assert validate(event) == [], event
         assert event["ecs"]["version"].startswith("8.")
         assert event["@timestamp"].endswith("Z")
     failover = next(e for e in events if e["event"]["action"] == "failover")

@@ -26,7 +26,7 @@ from engine.notify import Notifier
 from simulator import Mode, Simulator
 from simulator.http_node import SimHttpNode
 from simulator.tcp_node import SimTcpNode
-from tests.ecs_schema import problems
+from tests.event_schema import validate
 from web.app import bound_port
 
 INTERVAL = 10.0
@@ -205,7 +205,7 @@ async def test_every_event_is_ecs_and_the_secret_never_leaks(env: Env) -> None:
         "state-change",
     }
     for event in events:
-        assert problems(event) == [], event
+        assert validate(event) == [], event
     _, status = await env.get("/status")
     _, metrics = await env.get("/metrics")
     for text in (env.events.getvalue(), status, metrics):

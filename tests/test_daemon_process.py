@@ -25,6 +25,7 @@ import pytest
 
 from simulator import Mode, Simulator
 from simulator.http_node import SimHttpNode
+from tests.event_schema import validate
 
 ROOT = Path(__file__).resolve().parent.parent
 INSTALL_HINT = "run `scripts/install-test-deps.sh .venv` as root (or `make deps`)"
@@ -169,6 +170,10 @@ async def test_lifecycle_failover_reload_and_stop(probed: Probed) -> None:
     assert await asyncio.wait_for(probed.process.wait(), 15) == 0
     lines = (probed.tmp_path / "events.jsonl").read_text().splitlines()
     events = [json.loads(line) for line in lines]
+    # The real process's events, too, are what docs/events.md says, numbered one by one.
+    assert [(e["event"]["action"], p) for e in events for p in validate(e)] == []
+    sequence = [e["event"]["sequence"] for e in events]
+    assert sequence == list(range(1, len(events) + 1))
     actions = [e["event"]["action"] for e in events]
     assert actions[0] == "daemon-start"
     assert actions[-1] == "daemon-stop"

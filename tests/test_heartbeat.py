@@ -20,7 +20,7 @@ from daemon import Daemon
 from engine.clock import ManualClock, settle
 from engine.heartbeats import FILE_NAME, HeartbeatStore
 from engine.notify import Notifier
-from tests.ecs_schema import problems
+from tests.event_schema import validate
 from web.app import HEARTBEAT_MAX_BODY, bound_port
 
 TOKEN = "canary-heartbeat-token-9f0a"
@@ -130,7 +130,7 @@ async def test_missing_or_wrong_token_is_401_and_logged_without_it(
     (event,) = [e for e in env.emitted() if e["event"]["action"] == "heartbeat-rejected"]
     assert event["message"] == f"heartbeat for {CHECK} refused: {why}"
     assert event["source"]["address"] == "127.0.0.1"
-    assert problems(event) == []
+    assert validate(event) == []
     text = env.events.getvalue()
     assert TOKEN not in text and "canary-guess" not in text
 
