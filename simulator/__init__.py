@@ -6,6 +6,7 @@ Everything binds 127.0.0.1 and dials only loopback addresses.
 from simulator.base import SimNode
 from simulator.certs import CertAuthority, CertVariant
 from simulator.control import ControlServer, NodeRegistry
+from simulator.dns_node import SimDnsNode
 from simulator.http_node import SimHttpNode
 from simulator.modes import Mode
 from simulator.peers import Simulator
@@ -18,6 +19,7 @@ __all__ = [
     "ControlServer",
     "Mode",
     "NodeRegistry",
+    "SimDnsNode",
     "SimForwardProxy",
     "SimHttpNode",
     "SimNode",

@@ -2,8 +2,9 @@
 
 The demo reads config/example.yaml, starts one simulated peer per node on 127.0.0.1,
 rewrites every address to point at its simulator (and every TLS check at the
-simulators' CA), then runs the same runner as ``probe --all`` round after round while
-a scripted scenario breaks and mends nodes. Nothing leaves the machine.
+simulators' CA; icmp hosts become 127.0.0.x addresses, which the kernel answers), then
+runs the same runner as ``probe --all`` round after round while a scripted scenario
+breaks and mends nodes. Nothing leaves the machine.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import argparse
 import asyncio
 import contextlib
 import copy
+import itertools
 import os
 import sys
 import tempfile
@@ -42,17 +44,19 @@ class Step:
 
 SCENARIO = (
     Step(
-        "the 110 link's preferred node refuses connections",
-        (("police-110", "node-a", Mode.REFUSING),),
+        "the 110 link's preferred node refuses connections; DNS server 1 answers SERVFAIL",
+        (("police-110", "node-a", Mode.REFUSING), ("dns-police-110", "dns-1", Mode.ERRORING)),
     ),
     Step(
         "grassroots node-a answers 503 and the provincial primary hangs",
         (("grassroots", "node-a", Mode.ERRORING), ("province-minhu", "primary", Mode.HANGING)),
     ),
     Step(
-        "110 node-a is back; database server 2 stops; the portal's certificate expired",
+        "110 node-a and DNS server 1 are back; database server 2 stops; "
+        "the portal's certificate expired",
         (
             ("police-110", "node-a", Mode.HEALTHY),
+            ("dns-police-110", "dns-1", Mode.HEALTHY),
             ("db-2", "primary", Mode.REFUSING),
             ("portal-cert", "primary", Mode.EXPIRED_CERTIFICATE),
         ),
@@ -99,12 +103,29 @@ async def build(sim: Simulator, example: str) -> dict[str, Any]:
     proxies: dict[str, SimForwardProxy] = {}
     # Push heartbeats are kept beside the simulators' files, where `probe --all -c` finds them.
     demo.setdefault("state_dir", str(sim.ca_file.parent))
+    # The event outputs name /var/log, /var/lib and the SIEM: no place for a demo, nor
+    # for a probed that a test starts with this document.
+    demo.pop("outputs", None)
+    if any(check["kind"] == "icmp" for check in demo["checks"]) and not _can_ping():
+        _say("demo: leaving out the icmp checks: this process may open no ICMP socket")
+        demo["checks"] = [check for check in demo["checks"] if check["kind"] != "icmp"]
+    loopback_hosts = (f"127.0.0.{n}" for n in itertools.count(2))
     for check in demo["checks"]:
+        kind = check["kind"]
+        if kind == "icmp":
+            # Loopback never hangs: keep the check's own timeout, which its echoes must
+            # fit; replies come at once, so the round need not wait out the spacing.
+            check["echo_interval"] = "10ms"
+            for node in check["nodes"]:
+                node["host"] = next(loopback_hosts)
+            continue
         for key in ("timeout", "retries"):
             check.pop(key, None)
-        kind = check["kind"]
         if kind == "freshness":
             await _freshness_source(sim, check)
+            continue
+        if kind == "dns":
+            await _dns_nodes(sim, check)
             continue
         for node in check["nodes"]:
             if kind in ("http", "proxy"):
@@ -130,6 +151,31 @@ async def _http_node(sim: Simulator, check: dict[str, Any], node: dict[str, Any]
         peer.healthy_body = {"status": "UP"}  # a Spring Boot actuator answers like this
     query = f"?{original.query}" if original.query else ""
     node["url"] = peer.url.rstrip("/") + (original.path or "/") + query
+
+
+async def _dns_nodes(sim: Simulator, check: dict[str, Any]) -> None:
+    """One simulated server per node. A check without nodes would ask this machine's
+    resolver, which may send the query off the machine: it gets one too."""
+    expect = check.get("expect", {})
+    for key in ("values", "contains"):
+        expect.pop(key, None)  # the real addresses: the simulators answer a loopback one
+    for node in check.setdefault("nodes", [{"name": "system"}]):
+        node["address"] = (await sim.add_dns(check["name"], node["name"])).address
+
+
+def _can_ping() -> bool:
+    """Whether this process may open an ICMP socket, decided as probes/icmp.py does."""
+    from icmplib import ICMPLibError, ICMPv4Socket
+
+    from probes import icmp_access
+    from probes.base import ProbeFailure
+
+    try:
+        access = icmp_access.choose()
+        ICMPv4Socket(privileged=access.privileged).close()
+    except (ProbeFailure, ICMPLibError):
+        return False
+    return True
 
 
 async def _forward_proxy(

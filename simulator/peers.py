@@ -8,6 +8,7 @@ from typing import Self, TypeVar
 from simulator.base import SimNode
 from simulator.certs import CertAuthority
 from simulator.control import ControlServer
+from simulator.dns_node import SimDnsNode
 from simulator.http_node import SimHttpNode
 from simulator.modes import Mode
 from simulator.proxy import SimForwardProxy
@@ -85,6 +86,11 @@ class Simulator:
         certs = self.certs if tls else None
         tcp = SimTcpNode(link=link, node=node, banner=banner, certs=certs, mode=mode)
         return await self._started(tcp)
+
+    async def add_dns(self, link: str, node: str, *, mode: Mode = Mode.HEALTHY) -> SimDnsNode:
+        """A DNS server answering every A question with a loopback address."""
+        self._check_new(link, node)
+        return await self._started(SimDnsNode(link=link, node=node, mode=mode))
 
     async def add_proxy(
         self,
