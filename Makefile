@@ -38,6 +38,7 @@ bench: $(STAMP)  ## speed targets; prints figures and ratios against a baseline
 	bash scripts/install-test-deps.sh --bench $(VENV)
 	$(BIN)/python bench/bench_probe_all.py
 	$(BIN)/python bench/bench_daemon.py
+	$(BIN)/python bench/bench_events.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache

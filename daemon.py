@@ -473,13 +473,18 @@ class Daemon:
     async def _open_outputs(self, config: ProbeConfig) -> None:
         """Route events to the config's outputs. On reload an output whose settings did
         not change is kept as it is (connection, queue, spool); the others are closed
-        only after the new set is in place, so that no event falls between the two."""
+        only after the new set is in place, so that no event falls between the two,
+        except one whose spool directory a new output takes over: that one is closed
+        first (its unsent events go to the spool, which the new one then replays)."""
         self._scrub = Scrubber(secret_values(config))
         previous = {(o.name, c): o for o, c in zip(self.outputs, self._output_configs, strict=True)}
         current: list[Output] = []
         for name, entry in zip(output_names(config.outputs), config.outputs, strict=True):
             output = previous.pop((name, entry), None)
             if output is None:
+                spool = _spool_of(entry)
+                for key in [k for k in previous if spool and _spool_of(k[1]) == spool]:
+                    await previous.pop(key).close(grace=OUTPUT_GRACE)
                 output = outputs.build_one(
                     name, entry, stderr=self._stream, hostname=observer()["hostname"]
                 )
@@ -498,6 +503,10 @@ class Daemon:
     def _notify_failed(self, message: str) -> None:
         with contextlib.suppress(Exception):
             log.emit(daemon_event("notify-failed", message, level="warning", outcome="failure"))
+
+
+def _spool_of(entry: OutputConfig) -> Path | None:
+    return getattr(entry, "spool_dir", None)
 
 
 def _version() -> str:

@@ -179,6 +179,7 @@ or secret-looking query parameters."""
 WithReferences = Annotated[
     str, AfterValidator(resolve_in_text), PlainSerializer(as_written, return_type=str)
 ]
+"""Text whose ``${env:}`` / ``${file:}`` references are resolved; dumps show them unresolved."""
 
 
 def _check_proxy_url(url: str) -> str:
@@ -205,7 +206,6 @@ ProxyUrl = Annotated[
     PlainSerializer(_shown_url, return_type=str),
 ]
 """``http://host:port`` of a forward proxy; credentials in it are shown nowhere."""
-"""Text whose ``${env:}`` / ``${file:}`` references are resolved; dumps show them unresolved."""
 
 Payload = Annotated[
     str, AfterValidator(resolve_in_escaped), PlainSerializer(as_written, return_type=str)
@@ -512,7 +512,7 @@ class TcpExpect(Model):
 
 
 TcpProtocol = Literal["mysql", "postgres", "redis", "amqp", "ssh", "smtp"]
-"""The ``protocol:`` presets of ``kind: tcp`` (probes/tcp_protocols.py speaks them)."""
+"""The ``protocol:`` presets of ``kind: tcp`` (the package probes/tcp_protocols/ speaks them)."""
 
 
 class TcpCheck(CheckBase):
@@ -538,6 +538,18 @@ class TcpCheck(CheckBase):
                         f"{key} cannot be combined with protocol: {self.protocol} "
                         "(the preset speaks the protocol itself)"
                     )
+        return self
+
+    @model_validator(mode="after")
+    def _tls_only_for_postgres(self) -> TcpCheck:
+        # Only the postgres preset upgrades its connection to TLS: a tls: block anywhere
+        # else would promise a verification that never happens.
+        if self.tls is not None and self.protocol != "postgres":
+            what = f"protocol: {self.protocol}" if self.protocol else "a tcp check without one"
+            raise ValueError(
+                f"tls applies to protocol: postgres only (its SSL upgrade); {what} makes no "
+                "TLS connection (to check a certificate, use kind: tls)"
+            )
         return self
 
     @field_validator("send")

@@ -49,14 +49,14 @@ class HeartbeatStore:
         self._dirty = False
         self._lock = asyncio.Lock()
 
-    def get(self, check: str) -> Heartbeat:
-        return self._loaded().get(check, Heartbeat())
+    async def get(self, check: str) -> Heartbeat:
+        return (await self._loaded()).get(check, Heartbeat())
 
     async def record(self, check: str, at: datetime | None = None) -> datetime:
         """A sign of life from ``check``'s poster, now (or ``at``); raises OSError when it
         cannot be written to disk (it is kept in memory all the same)."""
         moment = at or self.clock.now()
-        entries = self._loaded()
+        entries = await self._loaded()
         entries[check] = Heartbeat(moment, entries.get(check, Heartbeat()).watching_since)
         await self._persist()
         return moment
@@ -66,7 +66,7 @@ class HeartbeatStore:
         watch now, others are forgotten. Writes only if something changed; OSError as
         for ``record``."""
         wanted = set(checks)
-        entries = self._loaded()
+        entries = await self._loaded()
         now = self.clock.now()
         changed = False
         for name in wanted - set(entries):
@@ -84,9 +84,13 @@ class HeartbeatStore:
 
     # --- the file --------------------------------------------------------------------
 
-    def _loaded(self) -> dict[str, Heartbeat]:
+    async def _loaded(self) -> dict[str, Heartbeat]:
         if self._entries is None:
-            self._entries = self._read()
+            # Off the event loop: the state directory may sit on a slow disk, and the
+            # first probe of a push check must not stall every other check meanwhile.
+            entries = await asyncio.to_thread(self._read)
+            if self._entries is None:  # another caller may have loaded it meanwhile
+                self._entries = entries
         return self._entries
 
     def _read(self) -> dict[str, Heartbeat]:
@@ -114,7 +118,7 @@ class HeartbeatStore:
             if not self._dirty:
                 return  # the write before ours already carried our change
             self._dirty = False
-            document = {"version": _VERSION, "checks": _document(self._loaded())}
+            document = {"version": _VERSION, "checks": _document(await self._loaded())}
             await asyncio.to_thread(_write_atomically, self.path, document)
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from engine.clock import rfc3339
 from engine.result import Attempt, CheckResult, NodeResult, Status
+from probes.base import ErrorType
 
 # Nagios plugin exit codes.
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
@@ -27,14 +28,24 @@ def overall(results: Sequence[CheckResult]) -> Status:
 
 def exit_code(results: Sequence[CheckResult]) -> int:
     """0 all up, 1 degraded or a warning (a certificate near expiry), 2 anything down,
-    3 when a check could not be judged (never saw a sign of life, a probe crashed)."""
-    worst = overall(results)
-    if worst is Status.UP and any(r.warnings for r in results):
+    3 when a check could not be judged: it had no sign of life to read, or it is down
+    only because its probe crashed (down in every view, but Nagios is told the truth:
+    the plugin, not the link, failed)."""
+    down = [r for r in results if r.status is Status.DOWN]
+    if any(not _crashed(r) for r in down):
+        return CRITICAL
+    if down or any(r.status is Status.UNKNOWN for r in results):
+        return UNKNOWN
+    if any(r.status is Status.DEGRADED or r.warnings for r in results):
         return WARNING
-    return _EXIT[worst]
+    return OK
 
 
-_EXIT = {Status.DOWN: CRITICAL, Status.UNKNOWN: UNKNOWN, Status.DEGRADED: WARNING, Status.UP: OK}
+def _crashed(result: CheckResult) -> bool:
+    """Down only because probes failed internally (or found nothing to read besides):
+    nothing was learnt about the link."""
+    errors = [n.error for n in result.nodes if n.error is not None]
+    return bool(errors) and all(e.type is ErrorType.INTERNAL or not e.judged for e in errors)
 
 
 def _ms(seconds: float) -> float:

@@ -14,9 +14,9 @@ from probes.base import ProbeError
 class Status(StrEnum):
     UP = "up"  # the preferred node answered
     DEGRADED = "degraded"  # only an alternate node answered; it is the active node
-    DOWN = "down"  # no node answered
+    DOWN = "down"  # no node answered (a probe that crashed did not answer either)
     # No node answered, and no failure said anything about the link: a freshness check
-    # that never saw a sign of life, a probe bug (probes.base.UNJUDGED). Nagios UNKNOWN.
+    # with no sign of life to read (probes.base.UNJUDGED). Nagios UNKNOWN.
     UNKNOWN = "unknown"
 
 

@@ -94,7 +94,7 @@ def check_event(result: CheckResult, state: Any = None) -> dict[str, Any]:
     }
     if result.warnings:
         doc["hotline_probe"]["warnings"] = list(result.warnings)
-    _add_target(doc, node)
+    _add_target(doc, node, kind=result.kind)
     error = _first_error(result)
     if error is not None:
         doc["error"] = {"type": str(error.type), "message": error.message}
@@ -138,7 +138,7 @@ def attempt_events(result: CheckResult) -> Iterator[dict[str, Any]]:
                 "error": {"type": str(attempt.error.type), "message": attempt.error.message},
                 "hotline_probe": {"attempt": attempt.number},
             }
-            _add_target(doc, node, attempt)
+            _add_target(doc, node, attempt, kind=result.kind)
             yield doc
 
 
@@ -231,12 +231,22 @@ def _first_error(result: CheckResult) -> ProbeError | None:
     return result.preferred.error
 
 
-def _add_target(doc: dict[str, Any], node: NodeResult, attempt: Attempt | None = None) -> None:
+def _add_target(
+    doc: dict[str, Any], node: NodeResult, attempt: Attempt | None = None, *, kind: str = ""
+) -> None:
     from urllib.parse import urlsplit
 
     target = node.target
-    port: int | None
-    if "://" in target:
+    host: str | None = None
+    port: int | None = None
+    if kind == "freshness" and node.name in ("push", "file"):
+        # Not a destination: a push source is our own endpoint ("POST /heartbeat/<check>"),
+        # a file source a path on this host.
+        if node.name == "push":
+            doc["url"] = {"path": target.partition(" ")[2] or target}
+        else:
+            doc["file"] = {"path": target}
+    elif "://" in target:
         doc["url"] = {"full": target}
         parts = urlsplit(target)
         host, port = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
@@ -274,10 +284,18 @@ def _host_port(target: str) -> tuple[str, int | None]:
 
 def state_fields(view: Any) -> dict[str, Any]:
     """Heartbeat's ``state.*`` for a check under the daemon (an engine.state view)."""
-    healthy = view.hard in ("up", "degraded")
-    status = "flapping" if view.flapping else "up" if healthy else "down"
     since = {"started_at": iso(view.since)} if view.since else {}
-    return {"status": status, "checks": view.soft_streak, **since}
+    fields: dict[str, Any] = {"checks": view.soft_streak, **since}
+    if view.flapping:
+        return {"status": "flapping", **fields}
+    # Heartbeat's state is up, down or flapping; it has no word for unknown (no run has
+    # judged the link yet, or none has since it went quiet). "down" would count an
+    # outage nobody saw beside a monitor.status of "unknown", "up" would hide that
+    # nothing was judged: state.status is left out, hotline_probe.hard_status says it.
+    if view.hard == "unknown":
+        return fields
+    healthy = view.hard in ("up", "degraded")
+    return {"status": "up" if healthy else "down", **fields}
 
 
 def transition_event(transition: Any, *, kind: str, title: str) -> dict[str, Any]:

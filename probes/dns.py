@@ -12,6 +12,7 @@ own name (when it is given as a name), ``request`` is the query until its answer
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import socket
 from typing import Any
@@ -35,7 +36,7 @@ import dns.rrset
 from config.dns_records import expected, key, shown
 from config.models import DnsCheck, DnsNode, DnsQuery
 from probes.base import ErrorType, Observation, ProbeContext, ProbeFailure, attempt_marks
-from probes.net import os_failure
+from probes.net import os_failure, resolve
 
 # The EDNS buffer size DNS Flag Day 2020 settled on: large enough for most answers,
 # small enough not to be fragmented. A larger answer comes back truncated and is asked
@@ -118,22 +119,8 @@ async def _udp_with_fallback(
 
 
 async def _server_addresses(host: str, port: int, ctx: ProbeContext) -> list[str]:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        pass
-    else:
-        return [host]
-    marks = attempt_marks()
-    marks["dns_start"] = ctx.clock.monotonic()
-    try:
-        infos = await ctx.resolver.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
-    except socket.gaierror as exc:
-        raise ProbeFailure(
-            ErrorType.DNS, f"cannot resolve the server's name {host}: {exc.strerror}"
-        ) from None
-    marks["dns_end"] = ctx.clock.monotonic()
-    return [str(info[4][0]) for info in infos]
+    found = await resolve(host, port, ctx, type=socket.SOCK_DGRAM, what=f"the server's name {host}")
+    return [address for _, address in found]
 
 
 async def _ask_system(
@@ -144,9 +131,10 @@ async def _ask_system(
     details: dict[str, Any],
 ) -> dns.message.Message:
     # Read anew on every attempt, as the C library does when the file changes: a
-    # resolver switched by DHCP or by an operator is what the next check must see.
+    # resolver switched by DHCP or by an operator is what the next check must see. Off
+    # the event loop: a read can block (a file on a stalled network mount).
     try:
-        resolver = dns.asyncresolver.Resolver(filename=ctx.resolv_conf)
+        resolver = await asyncio.to_thread(dns.asyncresolver.Resolver, filename=ctx.resolv_conf)
     except dns.resolver.NoResolverConfiguration as exc:
         raise ProbeFailure(
             ErrorType.DNS, f"no usable nameserver in {ctx.resolv_conf}: {exc}"

@@ -14,7 +14,6 @@ heartbeat, the silence itself is the answer: ``stale``.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import re
 import ssl
@@ -35,9 +34,8 @@ from config.models import (
 from engine.clock import rfc3339
 from probes import freshness_sql
 from probes.base import ErrorType, Observation, ProbeContext, ProbeFailure, attempt_marks
-from probes.http import _classify, _lookup, _read_body, _short
+from probes.http_common import client_failure, json_document, lookup, read_body, short
 from probes.timestamps import NotATimestamp, to_utc
-from probes.tls_common import ssl_failure
 
 Reading = tuple[datetime, dict[str, Any]]
 """The newest sign of life, and facts seen on the way (an HTTP status)."""
@@ -95,7 +93,7 @@ def span(seconds: float) -> str:
 
 
 async def _read_push(check: FreshnessCheck, ctx: ProbeContext) -> Reading:
-    heartbeat = ctx.heartbeats.get(check.name)
+    heartbeat = await ctx.heartbeats.get(check.name)
     if heartbeat.last is not None:
         return heartbeat.last, {}
     since = heartbeat.watching_since
@@ -134,27 +132,18 @@ async def _read_http(check: FreshnessCheck, ctx: ProbeContext) -> Reading:
             trace_request_ctx={"clock": ctx.clock, "marks": marks},
         ) as response:
             marks["first_byte"] = ctx.clock.monotonic()
-            body = await _read_body(response, source.max_body_bytes)
+            body = await read_body(response, source.max_body_bytes)
             marks["end"] = ctx.clock.monotonic()
             status = response.status
     except ProbeFailure:
         raise
-    except aiohttp.ClientConnectorCertificateError as exc:
-        raise ssl_failure(exc.certificate_error) from None
-    except aiohttp.ClientConnectorSSLError as exc:
-        raise ssl_failure(exc.os_error if isinstance(exc.os_error, ssl.SSLError) else exc) from None
-    except ssl.SSLError as exc:
-        raise ssl_failure(exc) from None
-    except aiohttp.ClientError as exc:
-        raise _classify(exc) from None
+    except (aiohttp.ClientError, ssl.SSLError) as exc:
+        raise client_failure(exc) from None
     details: dict[str, Any] = {"status_code": status}
     if not 200 <= status < 300:
         raise ProbeFailure(ErrorType.HTTP_STATUS, f"status {status}, expected 2xx", details=details)
-    try:
-        document = json.loads(body.decode("utf-8", errors="replace"))
-    except ValueError:
-        raise ProbeFailure(ErrorType.ASSERTION, "body is not JSON", details=details) from None
-    found, value = _lookup(document, source.field)
+    document = json_document(body.decode("utf-8", errors="replace"), details)
+    found, value = lookup(document, source.field)
     if not found:
         raise ProbeFailure(
             ErrorType.ASSERTION, f"JSON field {source.field} is missing", details=details
@@ -170,7 +159,7 @@ async def _read_http(check: FreshnessCheck, ctx: ProbeContext) -> Reading:
     except NotATimestamp as exc:
         raise ProbeFailure(
             ErrorType.ASSERTION,
-            f"JSON field {source.field} is {_short(value)}: {exc}",
+            f"JSON field {source.field} is {short(value)}: {exc}",
             details=details,
         ) from None
 

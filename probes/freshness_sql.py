@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 from config.models import SqlSource
 from probes.base import ErrorType, ProbeContext, ProbeFailure, attempt_marks, one_line
 from probes.net import os_failure
+from probes.resolve import invalid_name
 from probes.timestamps import NotATimestamp, to_utc
 
 if TYPE_CHECKING:
@@ -196,6 +197,8 @@ _MYSQL_LOST = {2006, 2013}
 
 
 def _failure(exc: Exception, where: str) -> ProbeFailure:
+    if isinstance(exc, UnicodeError) and "idna" in str(exc):  # the driver's own lookup
+        exc = invalid_name(exc)
     if isinstance(exc, socket.gaierror):
         host = urlsplit(where).hostname
         return ProbeFailure(ErrorType.DNS, f"cannot resolve {host}: {exc.strerror}")

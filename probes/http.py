@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import errno
-import json
 import ssl
-import zlib
 from contextvars import ContextVar
 from typing import Any
 from urllib.parse import urlsplit
@@ -15,11 +12,10 @@ import aiohttp
 from config.models import HttpCheckBase, HttpExpect, HttpNode
 from probes import via_proxy
 from probes.base import ErrorType, Observation, ProbeContext, ProbeFailure, attempt_marks
+from probes.http_common import client_failure, json_document, lookup, read_body, short
 from probes.resolve import AiohttpResolver, Resolver
 from probes.signing import signature_headers
-from probes.tls_common import inspect_certificate, ssl_failure
-
-_CHUNK = 64 * 1024
+from probes.tls_common import inspect_certificate
 
 
 async def probe(check: HttpCheckBase, node: HttpNode, ctx: ProbeContext) -> Observation:
@@ -51,18 +47,16 @@ async def probe(check: HttpCheckBase, node: HttpNode, ctx: ProbeContext) -> Obse
                 )
             peercert = seen.get("peercert")
             details, warnings = inspect_certificate(peercert, check.tls, ctx.clock.now())
-            body = await _read_body(response, check.max_body_bytes)
+            body = await read_body(response, check.max_body_bytes)
             marks["end"] = ctx.clock.monotonic()
             status, version = response.status, response.version
             reason = response.reason or ""
     except ProbeFailure:
         raise
-    except aiohttp.ClientError as exc:
+    except (aiohttp.ClientError, ssl.SSLError) as exc:
         if proxy is not None and via_proxy.in_proxy_phase(marks):
             raise via_proxy.proxy_failure(exc, proxy, _authority(node.url)) from None
-        raise _client_failure(exc) from None
-    except ssl.SSLError as exc:
-        raise ssl_failure(exc) from None
+        raise client_failure(exc) from None
     finally:
         _connection_facts.reset(token)
 
@@ -80,14 +74,6 @@ async def probe(check: HttpCheckBase, node: HttpNode, ctx: ProbeContext) -> Obse
     return Observation(details=details, warnings=warnings)
 
 
-def _client_failure(exc: aiohttp.ClientError) -> ProbeFailure:
-    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-        return ssl_failure(exc.certificate_error)
-    if isinstance(exc, aiohttp.ClientConnectorSSLError):
-        return ssl_failure(exc.os_error if isinstance(exc.os_error, ssl.SSLError) else exc)
-    return _classify(exc)
-
-
 def _authority(url: str) -> str:
     """``host:port`` of a node URL, as a proxy's CONNECT names it (no credentials)."""
     parts = urlsplit(url)
@@ -99,7 +85,7 @@ def _authority(url: str) -> str:
 def _headers(check: HttpCheckBase, node: HttpNode, ctx: ProbeContext) -> dict[str, str]:
     headers = {name: value.get_secret_value() for name, value in check.headers.items()}
     if not any(name.lower() == "accept-encoding" for name in headers):
-        # The body cap counts bytes after decompression (see _read_body); asking for an
+        # The body cap counts bytes after decompression (see read_body); asking for an
         # uncompressed answer keeps the two the same for well-behaved servers.
         headers["Accept-Encoding"] = "identity"
     if check.sign is not None:
@@ -113,49 +99,6 @@ def _headers(check: HttpCheckBase, node: HttpNode, ctx: ProbeContext) -> dict[st
             nonce=ctx.nonce(),
         )
     return headers
-
-
-async def _read_body(response: aiohttp.ClientResponse, limit: int) -> bytes:
-    """At most ``limit`` bytes of body, decompressed; never more in memory than that.
-
-    The session does not decompress (a 30 KB gzip bomb inflates to gigabytes), so gzip
-    and deflate are inflated here, chunk by chunk, with the cap applied to the output.
-    """
-    declared = response.content_length
-    encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
-    if declared is not None and declared > limit:
-        raise ProbeFailure(
-            ErrorType.BODY_TOO_LARGE,
-            f"body of {declared} bytes announced, the check reads at most {limit}",
-        )
-    inflater = zlib.decompressobj(wbits=47) if encoding in _COMPRESSED else None
-    if inflater is None and declared is not None:
-        return await response.read()  # aiohttp stops at Content-Length, already under the cap
-    chunks: list[bytes] = []
-    size = 0
-    async for raw in response.content.iter_chunked(_CHUNK):
-        try:
-            chunk = inflater.decompress(raw, limit + 1 - size) if inflater else raw
-        except zlib.error as exc:
-            raise ProbeFailure(ErrorType.PROTOCOL, f"{encoding} body is corrupt: {exc}") from None
-        size += len(chunk)
-        if size > limit or (inflater is not None and inflater.unconsumed_tail):
-            raise _too_large(limit)
-        chunks.append(chunk)
-    if inflater is not None:
-        chunks.append(tail := inflater.flush())
-        if size + len(tail) > limit:
-            raise _too_large(limit)
-    return b"".join(chunks)
-
-
-def _too_large(limit: int) -> ProbeFailure:
-    return ProbeFailure(
-        ErrorType.BODY_TOO_LARGE, f"body exceeds {limit} bytes, the most the check reads"
-    )
-
-
-_COMPRESSED = frozenset({"gzip", "x-gzip", "deflate"})
 
 
 def _judge(
@@ -187,78 +130,16 @@ def _judge(
     if expect.body_regex is not None and not expect.body_regex.search(text):
         raise fail(ErrorType.ASSERTION, f"body does not match /{expect.body_regex.pattern}/")
     if expect.json_fields:
-        try:
-            document = json.loads(text)
-        except ValueError:
-            raise fail(ErrorType.ASSERTION, "body is not JSON") from None
+        document = json_document(text, details)
         for path, wanted_value in expect.json_fields.items():
-            found, value = _lookup(document, path)
+            found, value = lookup(document, path)
             if not found:
                 raise fail(ErrorType.ASSERTION, f"JSON field {path} is missing")
             if value != wanted_value:
                 raise fail(
                     ErrorType.ASSERTION,
-                    f"JSON field {path} is {_short(value)}, expected {_short(wanted_value)}",
+                    f"JSON field {path} is {short(value)}, expected {short(wanted_value)}",
                 )
-
-
-def _lookup(document: Any, path: str) -> tuple[bool, Any]:
-    """Follow ``a.b.0.c`` through objects and arrays."""
-    node = document
-    for key in path.split("."):
-        if isinstance(node, dict) and key in node:
-            node = node[key]
-        elif isinstance(node, list) and key.isdigit() and int(key) < len(node):
-            node = node[int(key)]
-        else:
-            return False, None
-    return True, node
-
-
-def _short(value: Any) -> str:
-    text = json.dumps(value, ensure_ascii=False)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-_RESET = {errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED}
-_UNREACHABLE = {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EADDRNOTAVAIL}
-
-
-def _classify(exc: aiohttp.ClientError) -> ProbeFailure:
-    failure = ProbeFailure
-
-    if isinstance(exc, aiohttp.ClientConnectorDNSError):
-        return failure(ErrorType.DNS, f"cannot resolve {exc.host}: {exc.os_error.strerror}")
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        code = exc.os_error.errno
-        where = f"{exc.host}:{exc.port}"
-        if code == errno.ECONNREFUSED:
-            return failure(ErrorType.CONNECTION_REFUSED, f"connection refused by {where}")
-        if code in _RESET:
-            return failure(ErrorType.CONNECTION_RESET, f"connection reset by {where}")
-        if code in _UNREACHABLE:
-            return failure(ErrorType.CONNECTION, f"{where} unreachable: {exc.os_error.strerror}")
-        if code == errno.ETIMEDOUT:
-            return failure(ErrorType.TIMEOUT, f"connect to {where} timed out")
-        return failure(ErrorType.CONNECTION, f"cannot connect to {where}: {exc.os_error}")
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return failure(ErrorType.CONNECTION_RESET, "server closed the connection without answering")
-    if isinstance(exc, aiohttp.ClientOSError) and exc.errno in _RESET:
-        return failure(ErrorType.CONNECTION_RESET, "connection reset during the exchange")
-    if isinstance(exc, ConnectionResetError):
-        return failure(ErrorType.CONNECTION_RESET, "connection reset during the exchange")
-    if isinstance(exc, aiohttp.ClientPayloadError):
-        return failure(ErrorType.CONNECTION_RESET, f"response body cut short: {_cause(exc)}")
-    if isinstance(exc, aiohttp.TooManyRedirects):
-        return failure(ErrorType.PROTOCOL, "too many redirects")
-    if isinstance(exc, aiohttp.ClientResponseError):
-        return failure(ErrorType.PROTOCOL, f"not a valid HTTP response: {exc.message}")
-    return failure(ErrorType.CONNECTION, f"{type(exc).__name__}: {exc}")
-
-
-def _cause(exc: BaseException) -> str:
-    cause = exc.__cause__ or exc.__context__
-    return type(cause).__name__ if cause else str(exc)
 
 
 # --- the session: fresh connections, phase timing, the peer's certificate -----------
@@ -359,7 +240,7 @@ def new_session(resolver: Resolver) -> aiohttp.ClientSession:
         cookie_jar=aiohttp.DummyCookieJar(),  # no state leaks from one check into another
         trust_env=False,  # proxies are configured per check, never picked up by surprise
         trace_configs=[_trace_config()],
-        # Decompression happens in _read_body, under the body cap.
+        # Decompression happens in http_common.read_body, under the body cap.
         auto_decompress=False,
     )
 

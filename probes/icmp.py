@@ -38,6 +38,7 @@ from probes.base import (
     attempt_marks,
     phases_from,
 )
+from probes.net import resolve
 
 # linux/in.h and linux/in6.h; Python's socket module does not name them.
 _IP_RECVERR, _IPV6_RECVERR = 11, 25
@@ -62,14 +63,10 @@ async def probe(check: IcmpCheck, node: IcmpNode, ctx: ProbeContext) -> Observat
         raise icmp_access.refused(access, str(exc)) from None
     except ICMPSocketError as exc:
         raise ProbeFailure(ErrorType.CONNECTION, f"cannot open an ICMP socket: {exc}") from None
-    if not access.privileged:
-        # A raw socket reads a router's "destination unreachable" as a packet; a ping
-        # socket hears of it only with RECVERR on, as an error from its next receive.
-        level, option = (
-            (socket.IPPROTO_IPV6, _IPV6_RECVERR) if v6 else (socket.IPPROTO_IP, _IP_RECVERR)
-        )
-        icmp_socket.sock.setsockopt(level, option, 1)
+    # The socket is closed on the way out whatever happens, setting it up included.
     with AsyncSocket(icmp_socket) as sock:
+        if not access.privileged:
+            _receive_errors(icmp_socket.sock, v6)
         echoes = await _echo(sock, address, check, ctx)
     details: dict[str, Any] = {"address": address, "socket": access.name}
     _judge(check, address, echoes, details)
@@ -78,19 +75,22 @@ async def probe(check: IcmpCheck, node: IcmpNode, ctx: ProbeContext) -> Observat
     return Observation(phases=phases, details=details)
 
 
+def _receive_errors(raw: socket.socket, v6: bool) -> None:
+    # A raw socket reads a router's "destination unreachable" as a packet; a ping
+    # socket hears of it only with RECVERR on, as an error from its next receive.
+    level, option = (socket.IPPROTO_IPV6, _IPV6_RECVERR) if v6 else (socket.IPPROTO_IP, _IP_RECVERR)
+    try:
+        raw.setsockopt(level, option, 1)
+    except OSError as exc:
+        raise ProbeFailure(
+            ErrorType.CONNECTION,
+            f"cannot set up the ICMP socket (RECVERR): {exc.strerror or exc}",
+        ) from None
+
+
 async def _address(host: str, ctx: ProbeContext) -> str:
-    try:
-        return str(ipaddress.ip_address(host))
-    except ValueError:
-        pass
-    marks = attempt_marks()
-    marks["dns_start"] = ctx.clock.monotonic()
-    try:
-        infos = await ctx.resolver.getaddrinfo(host, 0, type=socket.SOCK_DGRAM)
-    except socket.gaierror as exc:
-        raise ProbeFailure(ErrorType.DNS, f"cannot resolve {host}: {exc.strerror}") from None
-    marks["dns_end"] = ctx.clock.monotonic()
-    return str(infos[0][4][0])
+    found = await resolve(host, 0, ctx, type=socket.SOCK_DGRAM)
+    return found[0][1]
 
 
 async def _echo(sock: AsyncSocket, address: str, check: IcmpCheck, ctx: ProbeContext) -> Echoes:

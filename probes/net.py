@@ -1,6 +1,8 @@
 """Opening a TCP (and optionally TLS) stream with each phase timed and each failure named.
 
 Shared by the kinds that speak over a raw stream (tcp, tls); http goes through aiohttp.
+Every kind resolves names through ``resolve`` and names a socket error through
+``os_failure``, so a refused port or a dead name reads the same whatever the kind.
 """
 
 from __future__ import annotations
@@ -16,13 +18,62 @@ from probes.tls_common import ssl_failure
 
 Stream = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
+RESET = frozenset({errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED})
+"""The peer (or a box on the way) dropped an established connection."""
+
+_UNREACHABLE = frozenset({errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EADDRNOTAVAIL})
+
+# {where} is what was connected to ("10.0.0.5:3306", "the proxy 10.0.0.5:3128"), {during}
+# the phase when it was not the connect (" during the exchange"), {reason} the kernel's words.
+_REFUSED = (ErrorType.CONNECTION_REFUSED, "connection refused by {where}{during}")
+_RESET = (ErrorType.CONNECTION_RESET, "connection reset by {where}{during}")
+_UNREACHED = (ErrorType.CONNECTION, "{where} unreachable{during}: {reason}")
+_TIMED_OUT = (ErrorType.TIMEOUT, "connection to {where} timed out{during}")
 _FAILURES: dict[int, tuple[ErrorType, str]] = {
-    errno.ECONNREFUSED: (ErrorType.CONNECTION_REFUSED, "connection refused by"),
-    errno.ECONNRESET: (ErrorType.CONNECTION_RESET, "connection reset by"),
-    errno.EHOSTUNREACH: (ErrorType.CONNECTION, "host unreachable:"),
-    errno.ENETUNREACH: (ErrorType.CONNECTION, "network unreachable for"),
-    errno.ETIMEDOUT: (ErrorType.TIMEOUT, "connect timed out to"),
+    errno.ECONNREFUSED: _REFUSED,
+    errno.ETIMEDOUT: _TIMED_OUT,
+    **dict.fromkeys(RESET, _RESET),
+    **dict.fromkeys(_UNREACHABLE, _UNREACHED),
 }
+_OTHER = (ErrorType.CONNECTION, "connection to {where} failed{during}: {reason}")
+
+
+def os_failure(
+    exc: OSError, where: str, *, during: str = "", kind: ErrorType | None = None
+) -> ProbeFailure:
+    """What a socket error means, for every kind: refused, reset, unreachable, timed out.
+
+    ``during`` names the phase when it was not the connect ("during the TLS handshake");
+    ``kind`` overrides the error type when the failing peer decides it (a forward
+    proxy's failures are ``proxy`` whatever the errno)."""
+    default, template = _FAILURES.get(exc.errno or 0, _OTHER)
+    message = template.format(
+        where=where, during=f" {during}" if during else "", reason=exc.strerror or exc
+    )
+    return ProbeFailure(kind or default, message)
+
+
+async def resolve(
+    host: str, port: int, ctx: ProbeContext, *, type: int = socket.SOCK_STREAM, what: str = ""
+) -> list[tuple[int, str]]:
+    """(family, address) for ``host``: an IP address as it is, a name through the
+    context's resolver, with the ``resolve`` phase marked. A lookup that fails is a
+    ``dns`` failure naming ``what`` was looked up (by default the host)."""
+    try:
+        literal = ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        return [(socket.AF_INET6 if literal.version == 6 else socket.AF_INET, str(literal))]
+    marks = attempt_marks()
+    marks["dns_start"] = ctx.clock.monotonic()
+    try:
+        infos = await ctx.resolver.getaddrinfo(host, port, type=type)
+    except socket.gaierror as exc:
+        message = f"cannot resolve {what or host}: {exc.strerror}"
+        raise ProbeFailure(ErrorType.DNS, message) from None
+    marks["dns_end"] = ctx.clock.monotonic()
+    return [(family, str(sockaddr[0])) for family, _, _, _, sockaddr in infos]
 
 
 async def open_stream(
@@ -35,7 +86,7 @@ async def open_stream(
 ) -> Stream:
     """Resolve, connect, then shake hands, marking each phase's boundaries."""
     marks = attempt_marks()
-    addresses = await _resolve(host, port, ctx, marks)
+    addresses = await resolve(host, port, ctx)
     where = f"{host}:{port}"
     marks["connect_start"] = ctx.clock.monotonic()
     last: OSError | None = None
@@ -74,32 +125,6 @@ async def start_tls(
         writer.transport.abort()
         raise os_failure(exc, where, during="during the TLS handshake") from None
     marks["tls_end"] = ctx.clock.monotonic()
-
-
-async def _resolve(
-    host: str, port: int, ctx: ProbeContext, marks: dict[str, float]
-) -> list[tuple[int, str]]:
-    try:
-        literal = ipaddress.ip_address(host)
-    except ValueError:
-        pass
-    else:
-        return [(socket.AF_INET6 if literal.version == 6 else socket.AF_INET, host)]
-    marks["dns_start"] = ctx.clock.monotonic()
-    try:
-        infos = await ctx.resolver.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror as exc:
-        raise ProbeFailure(ErrorType.DNS, f"cannot resolve {host}: {exc.strerror}") from None
-    marks["dns_end"] = ctx.clock.monotonic()
-    return [(family, str(sockaddr[0])) for family, _, _, _, sockaddr in infos]
-
-
-def os_failure(exc: OSError, where: str, during: str = "") -> ProbeFailure:
-    kind, text = _FAILURES.get(exc.errno or 0, (ErrorType.CONNECTION, "cannot connect to"))
-    message = f"{text} {where}" + (f" {during}" if during else "")
-    if kind is ErrorType.CONNECTION and exc.errno not in _FAILURES:
-        message += f": {exc.strerror or exc}"
-    return ProbeFailure(kind, message)
 
 
 def close(writer: asyncio.StreamWriter) -> None:

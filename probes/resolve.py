@@ -44,6 +44,8 @@ class Resolver:
             def lookup() -> None:
                 try:
                     infos = socket.getaddrinfo(host, port, family, type, 0, flags)
+                except UnicodeError as exc:
+                    _deliver(loop, future, None, invalid_name(exc))
                 except BaseException as exc:  # handed to the waiting probe, not lost
                     _deliver(loop, future, None, exc)
                 else:
@@ -51,6 +53,14 @@ class Resolver:
 
             threading.Thread(target=lookup, name=f"dns {host}", daemon=True).start()
             return await future
+
+
+def invalid_name(exc: UnicodeError) -> socket.gaierror:
+    """getaddrinfo's UnicodeError for a name IDNA cannot encode (a label longer than 63
+    characters, a character no host name may hold) as what it is to every caller: a
+    name that does not resolve."""
+    reason = str(exc).rpartition("UnicodeError: ")[2].removesuffix(")") or type(exc).__name__
+    return socket.gaierror(socket.EAI_NONAME, f"not a valid host name ({reason})")
 
 
 def _deliver(

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import re
+import ssl
 
 from config.models import AddressNode, TcpCheck
 from probes.base import ErrorType, Observation, ProbeContext, ProbeFailure, attempt_marks
-from probes.net import close, open_stream, printable
+from probes.net import close, open_stream, os_failure, printable
 from probes.tcp_protocols import CONVERSATIONS, Wire
+from probes.tls_common import ssl_failure
 
 
 async def probe(check: TcpCheck, node: AddressNode, ctx: ProbeContext) -> Observation:
@@ -18,10 +20,12 @@ async def probe(check: TcpCheck, node: AddressNode, ctx: ProbeContext) -> Observ
         if check.protocol is not None:
             return await _converse(check, node, ctx, reader, writer)
         return await _raw(check, ctx, reader, writer)
-    except ConnectionError as exc:
-        raise ProbeFailure(
-            ErrorType.CONNECTION_RESET, f"connection lost during the exchange: {exc}"
-        ) from None
+    except ssl.SSLError as exc:  # over a connection a preset upgraded (postgres)
+        raise ssl_failure(exc, what="TLS failed during the exchange") from None
+    except OSError as exc:  # reset, or unreachable or timed out mid-way (keepalive)
+        # asyncio's own "Connection lost" carries no errno: a reset all the same.
+        kind = ErrorType.CONNECTION_RESET if isinstance(exc, ConnectionError) else None
+        raise os_failure(exc, node.address, during="during the exchange", kind=kind) from None
     finally:
         close(writer)
 

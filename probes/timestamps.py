@@ -26,13 +26,18 @@ def to_utc(value: Any, zone: tzinfo) -> datetime:
     """``value`` as an aware UTC datetime; NotATimestamp when it is not a time."""
     if isinstance(value, datetime):
         moment = value if value.tzinfo is not None else value.replace(tzinfo=zone)
-        return moment.astimezone(UTC)
+        return _in_utc(moment, value.isoformat())
     if isinstance(value, date):
         raise NotATimestamp(f"{value.isoformat()} is a date without a time of day")
     if isinstance(value, bool):  # before int: True is an int to Python
         raise NotATimestamp(f"{str(value).lower()} is a boolean, not a timestamp")
     if isinstance(value, int | float | Decimal):
-        return _from_unix(float(value), str(value))
+        written = _shown(str(value))
+        try:
+            seconds = float(value)
+        except OverflowError:  # an int of hundreds of digits
+            raise NotATimestamp(f"{written} is out of range for a unix time") from None
+        return _from_unix(seconds, written)
     if isinstance(value, str):
         return _from_text(value.strip(), zone)
     if value is None:
@@ -41,7 +46,7 @@ def to_utc(value: Any, zone: tzinfo) -> datetime:
 
 
 def _from_unix(seconds: float, written: str) -> datetime:
-    if not math.isfinite(seconds) or seconds < 0:
+    if math.isnan(seconds) or seconds < 0:
         raise NotATimestamp(f"{written} is not a unix time")
     if seconds >= _MILLISECONDS_FROM:
         seconds /= 1000
@@ -52,9 +57,9 @@ def _from_unix(seconds: float, written: str) -> datetime:
 
 
 def _from_text(text: str, zone: tzinfo) -> datetime:
-    shown = text if len(text) <= 40 else text[:37] + "..."
+    shown = _shown(text)
     if _NUMBER.match(text):
-        return _from_unix(float(text), text)
+        return _from_unix(float(text), shown)
     # Python's parser wants an upper-case T and Z and a dot before fractions; RFC 3339
     # allows lower case, and log lines often write a comma.
     normal = text
@@ -71,7 +76,19 @@ def _from_text(text: str, zone: tzinfo) -> datetime:
         raise NotATimestamp(f"'{shown}' is not an RFC 3339 timestamp or a unix time") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=zone)
-    return moment.astimezone(UTC)
+    return _in_utc(moment, f"'{shown}'")
+
+
+def _in_utc(moment: datetime, written: str) -> datetime:
+    # Year 1 east of UTC, or year 9999 west of it, has no UTC datetime.
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise NotATimestamp(f"{written} is out of range in UTC") from None
+
+
+def _shown(text: str) -> str:
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _kind(value: Any) -> str:

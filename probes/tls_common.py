@@ -1,4 +1,4 @@
-"""TLS pieces shared by every kind that opens a TLS connection (http, tls, later proxy)."""
+"""TLS pieces shared by every kind that opens a TLS connection (http, proxy, tls, tcp)."""
 
 from __future__ import annotations
 
@@ -16,14 +16,17 @@ _CERT_HAS_EXPIRED = 10
 _DEFAULT_OPTIONS = TlsOptions()
 
 
-def ssl_failure(exc: Exception) -> ProbeFailure:
+def ssl_failure(exc: Exception, *, what: str = "TLS handshake failed") -> ProbeFailure:
+    """A TLS error as ``tls`` (``tls_expired`` for an expired certificate). ``what`` leads
+    the message of errors other than verification: an error after the handshake (a
+    record that fails to decrypt) is not a handshake failure."""
     if isinstance(exc, ssl.SSLCertVerificationError):
         if exc.verify_code == _CERT_HAS_EXPIRED:
             return ProbeFailure(ErrorType.TLS_EXPIRED, "certificate has expired")
         reason = exc.verify_message or exc.reason or "certificate verify failed"
         return ProbeFailure(ErrorType.TLS, f"certificate not trusted: {reason}")
     reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or str(exc)
-    return ProbeFailure(ErrorType.TLS, f"TLS handshake failed: {reason}")
+    return ProbeFailure(ErrorType.TLS, f"{what}: {reason}")
 
 
 def inspect_certificate(

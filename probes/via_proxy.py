@@ -13,16 +13,15 @@ target failure (connection, or timeout for 504) whose message names the proxy.
 
 from __future__ import annotations
 
-import errno
+import ssl
 from typing import Any
 
 import aiohttp
 
 from config.models import ProxyOptions
 from probes.base import PROXY_PHASES, ErrorType, ProbeFailure, unfinished
+from probes.net import RESET, os_failure
 
-_RESET = {errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED}
-_UNREACHABLE = {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EADDRNOTAVAIL}
 # Answers to CONNECT that report the far side, not the proxy: tinyproxy says
 # "500 Unable to connect", squid 503, most others 502 or 504.
 _TARGET_UNREACHABLE = {500, 502, 503}
@@ -49,7 +48,9 @@ def in_proxy_phase(marks: dict[str, float]) -> bool:
     return running is not None and running[0] in PROXY_PHASES
 
 
-def proxy_failure(exc: aiohttp.ClientError, proxy: ProxyOptions, target: str) -> ProbeFailure:
+def proxy_failure(
+    exc: aiohttp.ClientError | ssl.SSLError, proxy: ProxyOptions, target: str
+) -> ProbeFailure:
     """The failure of an attempt that ended in the proxy phase. ``target`` is host:port."""
     where = f"proxy {proxy.address}"
     if isinstance(exc, aiohttp.ClientHttpProxyError):
@@ -58,19 +59,10 @@ def proxy_failure(exc: aiohttp.ClientError, proxy: ProxyOptions, target: str) ->
         reason = exc.os_error.strerror or str(exc.os_error)
         return _failure(f"cannot resolve the {where}: {reason}")
     if isinstance(exc, aiohttp.ClientConnectorError):
-        code = exc.os_error.errno
-        if code == errno.ECONNREFUSED:
-            return _failure(f"connection refused by the {where}")
-        if code in _RESET:
-            return _failure(f"connection reset by the {where}")
-        if code == errno.ETIMEDOUT:
-            return _failure(f"connect to the {where} timed out")
-        if code in _UNREACHABLE:
-            return _failure(f"{where} unreachable: {exc.os_error.strerror}")
-        return _failure(f"cannot connect to the {where}: {exc.os_error.strerror or exc.os_error}")
+        return os_failure(exc.os_error, f"the {where}", kind=ErrorType.PROXY)
     if isinstance(exc, aiohttp.ServerDisconnectedError):
         return _failure(f"{where} closed the connection before answering CONNECT")
-    if isinstance(exc, aiohttp.ClientOSError) and exc.errno in _RESET:
+    if isinstance(exc, aiohttp.ClientOSError) and exc.errno in RESET:
         return _failure(f"{where} reset the connection during CONNECT")
     if isinstance(exc, aiohttp.ClientResponseError):
         return _failure(f"{where} answered CONNECT with something that is not HTTP: {_why(exc)}")

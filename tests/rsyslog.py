@@ -59,6 +59,9 @@ class Rsyslog:
             )
         lines[0] += ")"
         lines += [
+            # What a collector acknowledged (RELP) must survive its own restart: messages
+            # still in the main queue when it stops are saved to disk and sent on start.
+            'main_queue(queue.filename="mainq" queue.saveOnShutdown="on")',
             'module(load="imudp")',
             'module(load="imtcp" maxSessions="100")',
             'module(load="imrelp")',

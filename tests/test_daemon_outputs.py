@@ -121,3 +121,29 @@ async def test_reload_keeps_an_unchanged_output(
     lines = await asyncio.to_thread(collector.wait_for, "relp", 3)
     actions = [parse(line)[1]["event"]["action"] for line in lines]
     assert actions == ["daemon-start", "daemon-reload", "check"]
+
+
+async def test_reload_hands_a_changed_outputs_spool_over(
+    running: tuple[Daemon, Rsyslog, Path, ManualClock],
+) -> None:
+    """A syslog output whose settings change keeps its spool directory: the old output
+    lets go of it before the new one takes it over, and no event is lost between."""
+    daemon, collector, _, clock = running
+    old = daemon.outputs[1]
+    seen: list[dict[str, object]] = []
+    from events import log
+
+    log.TAPS.append(seen.append)
+    try:
+        daemon.path.write_text(
+            daemon.path.read_text().replace("reconnect_max: 200ms", "reconnect_max: 300ms")
+        )
+        assert await daemon.reload()
+        await run_once(daemon, clock)
+    finally:
+        log.TAPS.remove(seen.append)
+    assert daemon.outputs[1] is not old
+    assert not [e for e in seen if str(e.get("message", "")).find("in use") >= 0]
+    lines = await asyncio.to_thread(collector.wait_for, "relp", 3)
+    actions = [parse(line)[1]["event"]["action"] for line in lines]
+    assert actions == ["daemon-start", "daemon-reload", "check"]

@@ -134,12 +134,19 @@ def test_timestamps_are_read_as_utc(value: object, expected: datetime) -> None:
         ({"at": 1}, "a JSON object"),
         (float("nan"), "not a unix time"),
         (10**30, "out of range"),
+        (10**400, "out of range for a unix time"),  # too large even for a float
+        ("9" * 400, "out of range for a unix time"),
+        ("0001-01-01T00:00:00+08:00", "out of range in UTC"),  # before year 1 in UTC
+        (datetime.min, "out of range in UTC"),  # naive: in the zone, east of UTC
+        (datetime.max.replace(tzinfo=__import__("zoneinfo").ZoneInfo("America/New_York")),
+         "out of range in UTC"),
     ],
-)
+)  # fmt: skip
 def test_values_that_are_not_timestamps(value: object, words: str) -> None:
-    """Anything else is refused with a message that says what it is."""
+    """Anything else is refused with a message that says what it is; so are times that
+    exist in their zone but have no UTC datetime."""
     with pytest.raises(NotATimestamp, match=words):
-        to_utc(value, UTC)
+        to_utc(value, SHANGHAI)
 
 
 # --- push ----------------------------------------------------------------------------
@@ -230,12 +237,34 @@ async def test_heartbeats_survive_a_new_store_and_are_written_atomically(
     await writer.watch(["province-callback"])  # "other" was removed by a reload
     assert sorted(os.listdir(tmp_path)) == [FILE_NAME]
     reader = HeartbeatStore(tmp_path, clock=fake_clock)
-    entry = reader.get("province-callback")
+    entry = await reader.get("province-callback")
     assert entry.last == NOW + timedelta(seconds=5)
     assert entry.watching_since == NOW
-    assert reader.get("other").last is None
+    assert (await reader.get("other")).last is None
     document = json.loads((tmp_path / FILE_NAME).read_text())
     assert set(document["checks"]) == {"province-callback"}
+
+
+async def test_the_heartbeat_file_is_read_once_off_the_event_loop(
+    fake_clock: FakeClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The state directory may be on a slow disk: its file is read in a worker thread,
+    once, not on the event loop that runs every other check."""
+    import threading
+
+    await HeartbeatStore(tmp_path, clock=fake_clock).record("province-callback")
+    threads: list[threading.Thread] = []
+    read = HeartbeatStore._read
+
+    def spy(store: HeartbeatStore) -> Any:
+        threads.append(threading.current_thread())
+        return read(store)
+
+    monkeypatch.setattr(HeartbeatStore, "_read", spy)
+    result = await push_run(fake_clock, HeartbeatStore(tmp_path, clock=fake_clock))
+    assert result.status is Status.UP
+    (thread,) = threads
+    assert thread is not threading.main_thread()
 
 
 async def test_a_corrupt_heartbeat_file_is_no_data_with_the_reason(
@@ -366,6 +395,12 @@ async def status_page() -> AsyncIterator[tuple[str, dict[str, Page]]]:
          Status.DOWN, ErrorType.STALE, "is 4h old"),
         (lambda: web.Response(text="<html>maintenance</html>"), Status.DOWN,
          ErrorType.ASSERTION, "body is not JSON"),
+        (lambda: web.Response(text="[" * 100_000), Status.DOWN, ErrorType.ASSERTION,
+         "body is JSON nested too deeply to read"),
+        (lambda: web.json_response({"data": {"last_callback_at": 10**400}}), Status.DOWN,
+         ErrorType.ASSERTION, "is out of range for a unix time"),
+        (lambda: web.json_response({"data": {"last_callback_at": "0001-01-01T00:00:00+08:00"}}),
+         Status.DOWN, ErrorType.ASSERTION, "out of range in UTC"),
         (lambda: web.Response(status=503), Status.DOWN, ErrorType.HTTP_STATUS, "status 503"),
     ],
 )  # fmt: skip
@@ -430,3 +465,29 @@ async def test_never_seen_reads_as_unknown_in_every_output(
     stale = await push_run(fake_clock, stale_store)
     assert report.exit_code([never, stale]) == report.CRITICAL
     assert report.overall([never, stale]) is Status.DOWN
+
+
+async def test_events_place_push_and_file_sources_off_the_destination(
+    fake_clock: FakeClock, tmp_path: Path
+) -> None:
+    """A push source is our own endpoint and a file a path on this host: url.path and
+    file.path, never destination.address; an http source keeps url.full and destination."""
+    from events.ecs import attempt_events, check_event
+    from tests.ecs_schema import problems
+    from tests.event_schema import schema
+
+    push = await push_run(fake_clock, HeartbeatStore(tmp_path, clock=fake_clock))
+    file = await file_run(fake_clock, f"{{type: file, path: {tmp_path / 'absent'}}}")
+    where = {"url": "/heartbeat/province-callback", "file": str(tmp_path / "absent")}
+    for result, field in ((push, "url"), (file, "file")):
+        for event in (check_event(result), *attempt_events(result)):
+            assert "destination" not in event
+            assert event[field] == {"path": where[field]}
+            assert problems(event) == []
+            assert f"{field}.path" in schema()[event["event"]["action"]]
+    check = freshness('{type: http, url: "http://127.0.0.1:9/status", field: at}')
+    async with ProbeContext(clock=fake_clock) as ctx:
+        http = await run_check(check, ctx)
+    event = check_event(http)
+    assert event["url"] == {"full": "http://127.0.0.1:9/status"}
+    assert event["destination"] == {"address": "127.0.0.1", "port": 9}

@@ -108,7 +108,7 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
 async def test_heartbeat_is_recorded_and_persisted(env: Env, tmp_path: Path) -> None:
     """204 with the right token (any case of "Bearer"); the time lands in state_dir."""
     assert await env.post() == (204, "")
-    stored = HeartbeatStore(tmp_path / "state").get(CHECK)
+    stored = await HeartbeatStore(tmp_path / "state").get(CHECK)
     assert stored.last == env.clock.now()
     await env.clock.advance(5)
     assert (await env.post(token=None, headers={"Authorization": f"bearer  {TOKEN} "}))[0] == 204
@@ -126,13 +126,37 @@ async def test_missing_or_wrong_token_is_401_and_logged_without_it(
     code, body = await env.post(token=token)
     assert code == 401
     assert json.loads(body) == {"error": why}
-    assert env.daemon.heartbeats.get(CHECK).last is None
+    assert (await env.daemon.heartbeats.get(CHECK)).last is None
     (event,) = [e for e in env.emitted() if e["event"]["action"] == "heartbeat-rejected"]
     assert event["message"] == f"heartbeat for {CHECK} refused: {why}"
     assert event["source"]["address"] == "127.0.0.1"
     assert validate(event) == []
     text = env.events.getvalue()
     assert TOKEN not in text and "canary-guess" not in text
+
+
+async def test_token_that_is_not_utf8_is_401_and_logged_without_it(env: Env) -> None:
+    """Bytes that are not UTF-8 in the Authorization header are a wrong token (401 and a
+    heartbeat-rejected event), never a 500 with a traceback; the bytes are not logged."""
+    host, port = env.url.removeprefix("http://").rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(
+        f"POST /heartbeat/{CHECK} HTTP/1.1\r\nHost: {host}\r\n".encode()
+        + b"Authorization: Bearer canary-\xff\xfe\xe4-guess\r\n"
+        + b"Content-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    await writer.drain()
+    answer = await reader.read()
+    writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 401 "), head
+    assert json.loads(body) == {"error": "wrong token"}
+    assert (await env.daemon.heartbeats.get(CHECK)).last is None
+    (event,) = [e for e in env.emitted() if e["event"]["action"] == "heartbeat-rejected"]
+    assert event["message"] == f"heartbeat for {CHECK} refused: wrong token"
+    assert validate(event) == []
+    text = env.events.getvalue()
+    assert "canary-" not in text and TOKEN not in text and "Traceback" not in text
 
 
 @pytest.mark.parametrize("check", ["receiver-log", "no-such-check", "UPPER", "a" * 70])
@@ -157,7 +181,7 @@ async def test_oversized_body_is_413(env: Env) -> None:
             yield b"y" * (HEARTBEAT_MAX_BODY // 2)
 
     assert (await env.post(data=chunks()))[0] == 413
-    assert env.daemon.heartbeats.get(CHECK).last is None
+    assert (await env.daemon.heartbeats.get(CHECK)).last is None
     assert (await env.post(data=b'{"callback": 7}'))[0] == 204
 
 
@@ -183,6 +207,6 @@ async def test_push_check_under_the_daemon(env: Env, tmp_path: Path) -> None:
     await env.daemon.shutdown()
     restarted = await start_daemon(tmp_path / "state", tmp_path, env.clock)
     env.daemon = restarted.daemon  # the fixture shuts this one down
-    assert restarted.daemon.heartbeats.get(CHECK).last is not None
+    assert (await restarted.daemon.heartbeats.get(CHECK)).last is not None
     await restarted.tick(60)
     assert restarted.state() == "down"  # remembered: still stale, not "never seen"

@@ -466,6 +466,30 @@ async def test_missing_resolv_conf(tmp_path: Path) -> None:
     assert result.nodes[0].status is NodeStatus.DOWN
 
 
+async def test_resolv_conf_is_read_off_the_event_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """resolv.conf is read anew each attempt (a resolver switched by DHCP counts at once),
+    in a worker thread: a file on a stalled mount must not stall every other check."""
+    import threading
+
+    import dns.asyncresolver
+
+    threads: list[threading.Thread] = []
+    real = dns.asyncresolver.Resolver
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        threads.append(threading.current_thread())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(dns.asyncresolver, "Resolver", spy)
+    async with ProbeContext(resolv_conf=str(tmp_path / "none.conf")) as ctx:
+        for _ in range(2):
+            await run_check(system_check(f"{{name: app.{ZONE}}}"), ctx)
+    assert len(threads) == 2
+    assert threading.main_thread() not in threads
+
+
 def test_guard_refuses_queries_off_loopback(dns_guard: DnsGuard) -> None:
     """The suite's guard stops a query to a server off the host before it is sent."""
     from dns import _asyncio_backend

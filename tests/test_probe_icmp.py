@@ -183,6 +183,52 @@ def test_neither_socket_allowed_says_what_to_change(
     assert not error.retryable
 
 
+async def test_socket_is_closed_when_its_setup_fails(
+    fake_ctx: ProbeContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ping socket that refuses RECVERR (a kernel or sandbox without it) fails the
+    attempt as connection, naming the option, and the socket is closed, not leaked."""
+    import errno
+
+    from icmplib import ICMPv4Socket
+
+    from probes import icmp
+
+    try:
+        allowed = icmp_access.choose()  # whichever socket this host lets the test open
+    except ProbeFailure as refused:
+        pytest.skip(refused.error.message)
+    opened: list[Any] = []
+
+    class NoRecvErr:
+        def __init__(self, real: socket.socket) -> None:
+            self.real = real
+
+        def setsockopt(self, *args: Any) -> None:
+            raise OSError(errno.ENOPROTOOPT, os.strerror(errno.ENOPROTOOPT))
+
+    class Socket(ICMPv4Socket):  # type: ignore[misc]  # icmplib has no type hints
+        __slots__ = ()
+
+        def __init__(self, privileged: bool) -> None:
+            super().__init__(privileged=allowed.privileged)
+            opened.append(self)
+
+        @property
+        def sock(self) -> Any:
+            return NoRecvErr(self._sock)
+
+    monkeypatch.setattr(icmp, "ICMPv4Socket", Socket)
+    monkeypatch.setattr(icmp_access, "choose", lambda: icmp_access.Access(privileged=False))
+    result = await run_check(icmp_check("[{name: lo, host: 127.0.0.1}]"), fake_ctx)
+    assert error_of(result) == (
+        ErrorType.CONNECTION,
+        "cannot set up the ICMP socket (RECVERR): Protocol not available",
+    )
+    (icmp_socket,) = opened
+    assert icmp_socket.is_closed
+
+
 # --- inside network namespaces ------------------------------------------------------------
 
 needs_netns = pytest.mark.skipif(unavailable() is not None, reason=str(unavailable()))

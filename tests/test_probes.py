@@ -515,3 +515,155 @@ async def test_hanging_name_lookups_do_not_starve_other_checks(
     stuck_errors = {error_of(by_name[f"s{i}"]) for i in range(20)}
     assert stuck_errors == {(ErrorType.DNS, "name lookup gave no answer within 300ms")}
     assert elapsed < 1.5
+
+
+# --- hostile input and the shared failure wording -------------------------------------
+
+
+async def test_deeply_nested_json_body_is_an_assertion(ctx: ProbeContext) -> None:
+    """A body of 100 000 "[" blows the JSON parser's stack: an assertion, not a crash."""
+    from aiohttp import web
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(text="[" * 100_000, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/", handler)
+    async with serving(app) as port:
+        check = one_check(
+            "http",
+            f'[{{name: n, url: "http://127.0.0.1:{port}/"}}]',
+            retries="{attempts: 1}",
+            expect="{json: {status: ok}}",
+        )
+        result = await run_check(check, ctx)
+    assert error_of(result) == (ErrorType.ASSERTION, "body is JSON nested too deeply to read")
+    assert result.nodes[0].attempts[0].details["status_code"] == 200
+
+
+@pytest.mark.parametrize(
+    ("code", "kind", "words"),
+    [
+        (113, ErrorType.CONNECTION, "unreachable during the exchange: No route to host"),
+        (110, ErrorType.TIMEOUT, "timed out during the exchange"),
+        (104, ErrorType.CONNECTION_RESET, "connection reset by"),
+    ],
+)
+async def test_tcp_socket_errors_mid_exchange_are_named(
+    sim: Simulator,
+    ctx: ProbeContext,
+    monkeypatch: pytest.MonkeyPatch,
+    code: int,
+    kind: ErrorType,
+    words: str,
+) -> None:
+    """The kernel may report a lost route (EHOSTUNREACH) or a dead peer (ETIMEDOUT) on an
+    established connection: each is named like the same error at connect, not a crash."""
+    import os
+
+    import probes.tcp
+    from probes.net import open_stream
+
+    async def failing_reads(*args: Any, **kwargs: Any) -> Any:
+        reader, writer = await open_stream(*args, **kwargs)
+
+        async def read(n: int = -1) -> bytes:
+            raise (ConnectionResetError if code == 104 else OSError)(code, os.strerror(code))
+
+        reader.read = read  # type: ignore[method-assign]
+        return reader, writer
+
+    monkeypatch.setattr(probes.tcp, "open_stream", failing_reads)
+    result = await tcp_result(sim, ctx, banner=b"SSH-2.0-x\r\n", expect="{reply_regex: '^SSH-'}")
+    error_type, message = error_of(result)
+    assert error_type is kind
+    assert words in message
+
+
+@pytest.fixture
+def idna_lookups(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real getaddrinfo's first step, IDNA-encoding the name, before the tests'
+    loopback-only resolver: a label over 63 characters fails as it does in production
+    (UnicodeError), without a query leaving the host."""
+    import socket
+
+    loopback_only = socket.getaddrinfo
+
+    def lookup(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(host, str):
+            host.encode("idna")
+        return loopback_only(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", lookup)
+
+
+LONG_LABEL = "a" * 64 + ".example.invalid"
+INVALID_NAME = "not a valid host name (label empty or too long)"
+
+
+@pytest.mark.usefixtures("idna_lookups")
+@pytest.mark.parametrize(
+    ("kind", "nodes", "extra"),
+    [
+        ("tcp", f'[{{name: n, address: "{LONG_LABEL}:80"}}]', {}),
+        ("tls", f'[{{name: n, address: "{LONG_LABEL}:443"}}]', {}),
+        ("http", f'[{{name: n, url: "http://{LONG_LABEL}/"}}]', {}),
+        ("dns", f'[{{name: n, address: "{LONG_LABEL}"}}]', {"query": "{name: example.org}"}),
+        ("icmp", f"[{{name: n, host: {LONG_LABEL}}}]", {"count": 1}),
+    ],
+)
+async def test_a_label_longer_than_63_characters_is_a_dns_failure(
+    ctx: ProbeContext, kind: str, nodes: str, extra: dict[str, Any]
+) -> None:
+    """getaddrinfo refuses such a name with UnicodeError: every kind reports dns, saying
+    the name is not valid, never a probe crash."""
+    check = one_check(kind, nodes, retries="{attempts: 1}", **extra)
+    error_type, message = error_of(await run_check(check, ctx))
+    assert error_type is ErrorType.DNS
+    assert message.startswith("cannot resolve ") and message.endswith(INVALID_NAME)
+
+
+@pytest.mark.usefixtures("idna_lookups")
+@pytest.mark.parametrize("driver", ["postgres", "mysql"])
+async def test_a_long_label_in_a_sql_source_is_a_dns_failure(
+    ctx: ProbeContext, driver: str
+) -> None:
+    """The database drivers resolve the host themselves: the same dns failure."""
+    check = parse_config(f"""
+checks:
+  - name: c
+    kind: freshness
+    max_age: 15m
+    retries: {{attempts: 1}}
+    source: {{type: sql, driver: {driver}, host: {LONG_LABEL}, user: u, query: SELECT 1}}
+""").checks[0]
+    error_type, message = error_of(await run_check(check, ctx))
+    assert error_type is ErrorType.DNS
+    assert message == f"cannot resolve {LONG_LABEL}: {INVALID_NAME}"
+
+
+async def test_a_refused_port_reads_the_same_for_every_kind(ctx: ProbeContext) -> None:
+    """One wording for one socket error, whichever kind met it (probes/net.py)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    address = f"127.0.0.1:{port}"
+    checks = [
+        one_check("tcp", f'[{{name: n, address: "{address}"}}]', retries="{attempts: 1}"),
+        one_check("tls", f'[{{name: n, address: "{address}"}}]', retries="{attempts: 1}"),
+        one_check("http", f'[{{name: n, url: "http://{address}/"}}]', retries="{attempts: 1}"),
+        one_check(
+            "dns",
+            f'[{{name: n, address: "{address}"}}]',
+            retries="{attempts: 1}",
+            transport="tcp",
+            query="{name: example.org}",
+        ),
+    ]
+    for check in checks:
+        assert error_of(await run_check(check, ctx)) == (
+            ErrorType.CONNECTION_REFUSED,
+            f"connection refused by {address}",
+        ), check.kind

@@ -12,6 +12,7 @@ from typing import Any
 
 from config.load import parse_config
 from config.models import CheckBase, ProbeConfig
+from engine import report
 from engine.clock import FakeClock
 from engine.result import NodeStatus, Status
 from engine.runner import run_all, run_check
@@ -159,17 +160,47 @@ async def test_hanging_probe_times_out(ctx: ProbeContext) -> None:
 
 async def test_crashing_probe_is_an_internal_error(fake_ctx: ProbeContext) -> None:
     """A bug in a probe costs that attempt, is named, never escapes the runner, and
-    leaves the check unknown: it says nothing about the link."""
+    leaves the check down: a crash must not hide an outage behind "unknown". Nagios is
+    still told UNKNOWN (3): the plugin failed, not necessarily the link."""
     cfg = config(tcp_check(nodes=1, retries="{attempts: 3}"))
 
     async def broken(check: CheckBase, node: Any, ctx: ProbeContext) -> Observation:
         raise KeyError("oops")
 
     result = await run_check(cfg.checks[0], fake_ctx, probes=probes(broken))
-    assert result.status is Status.UNKNOWN
+    assert result.status is Status.DOWN
     error = result.nodes[0].error
     assert error is not None and error.type is ErrorType.INTERNAL and "KeyError" in error.message
     assert len(result.nodes[0].attempts) == 1  # internal errors are final
+    assert report.exit_code([result]) == report.UNKNOWN
+    assert report.nagios([result]).startswith("HOTLINE-PROBE UNKNOWN - 1 down: db;")
+
+
+async def test_exit_code_is_critical_when_a_failure_judged_the_link(fake_ctx: ProbeContext) -> None:
+    """Internal errors are UNKNOWN (3) only while nothing else failed: one node refused
+    (or another check down for real) makes the run CRITICAL (2); no_data alone is the
+    only failure that leaves a check unknown rather than down."""
+    cfg = config(tcp_check(nodes=2, retries="{attempts: 1}") + tcp_check(name="web", nodes=1))
+
+    async def mixed(check: CheckBase, node: Any, ctx: ProbeContext) -> Observation:
+        if check.name == "web":
+            raise ProbeFailure(ErrorType.CONNECTION_REFUSED, "refused")
+        if node.name == "n0":
+            raise KeyError("oops")
+        raise ProbeFailure(ErrorType.NO_DATA, "nothing to read")
+
+    crashed_and_no_data = await run_check(cfg.checks[0], fake_ctx, probes=probes(mixed))
+    assert crashed_and_no_data.status is Status.DOWN
+    assert report.exit_code([crashed_and_no_data]) == report.UNKNOWN
+    refused = await run_check(cfg.checks[1], fake_ctx, probes=probes(mixed))
+    assert report.exit_code([crashed_and_no_data, refused]) == report.CRITICAL
+
+    async def no_data(check: CheckBase, node: Any, ctx: ProbeContext) -> Observation:
+        raise ProbeFailure(ErrorType.NO_DATA, "nothing to read")
+
+    unjudged = await run_check(cfg.checks[0], fake_ctx, probes=probes(no_data))
+    assert unjudged.status is Status.UNKNOWN
+    assert report.exit_code([unjudged]) == report.UNKNOWN
 
 
 async def test_concurrency_bound_and_config_order(ctx: ProbeContext) -> None:

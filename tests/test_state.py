@@ -498,3 +498,55 @@ def test_losing_every_sign_of_life_moves_to_unknown_after_confirm_after() -> Non
     daemon.run("db", "n0")
     (up,) = changes(daemon.run("db", "n0"))
     assert (up.from_state, up.to_state) == ("down", "up")
+
+
+def crashed(daemon: Daemon, check: str) -> list[Transition]:
+    """One run whose probe crashed on the only node, its status as the runner gives it."""
+    from engine.runner import status_of
+
+    daemon.clock.advance(30)
+    name = daemon.config.check(check).nodes[0].name
+    error = ProbeError(ErrorType.INTERNAL, "probe crashed: KeyError: 'oops'")
+    failed = NodeResult(name, f"{name}.invalid:1", NodeStatus.DOWN, (Attempt(1, 0.0, error),))
+    status = status_of(None, name, [failed])
+    daemon.groups += 1
+    result = CheckResult(check, "tcp", "", status, None, daemon.clock.now(), 0.0, (failed,), "c")
+    return daemon.tracker.observe(result)
+
+
+def test_a_crashing_probe_takes_the_check_down_not_unknown() -> None:
+    """A bug in a probe must not hide an outage: runs that crash are down like any
+    failure, after confirm_after runs, with the node down too and the crash as reason."""
+    daemon = Daemon(tcp(nodes=1))
+    daemon.run("db", "n0")
+    assert changes(crashed(daemon, "db")) == []
+    (change,) = changes(crashed(daemon, "db"))
+    assert (change.from_state, change.to_state) == ("up", "down")
+    assert change.reason == "internal: probe crashed: KeyError: 'oops'"
+    view = daemon.state("db")
+    assert view.nodes["n0"].hard == "down" and view.nodes["n0"].last_error_type == "internal"
+
+
+def test_events_never_call_an_unknown_check_down() -> None:
+    """Heartbeat's state.status has no "unknown": for a check no run has judged it is
+    left out rather than said to be down beside monitor.status "unknown"; a confirmed
+    outage is still down there, flapping still flapping."""
+    from events.ecs import check_event, state_fields
+    from tests.ecs_schema import problems
+
+    daemon = Daemon(tcp(nodes=1))
+    unjudged(daemon, "db")
+    view = daemon.state("db")
+    error = ProbeError(ErrorType.NO_DATA, "no heartbeat received yet")
+    failed = NodeResult("n0", "push", NodeStatus.DOWN, (Attempt(1, 0.0, error),))
+    result = CheckResult("db", "tcp", "", Status.UNKNOWN, None, daemon.clock.now(), 0.0,
+                         (failed,), "u")  # fmt: skip
+    event = check_event(result, view)
+    assert event["monitor"]["status"] == "unknown"
+    assert event["hotline_probe"]["hard_status"] == "unknown"
+    assert "status" not in event["state"] and event["state"]["checks"] == 1
+    assert problems(event) == []
+    daemon.run("db")
+    daemon.run("db")
+    assert state_fields(daemon.state("db"))["status"] == "down"
+    assert state_fields(replace(daemon.state("db"), flapping=True))["status"] == "flapping"

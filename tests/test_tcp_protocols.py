@@ -113,7 +113,7 @@ async def test_postgres_answers_the_startup(ctx: ProbeContext) -> None:
     exist (28000) still proves a server that takes connections."""
     result = await run(ctx, "postgres", require_service(5432, "PostgreSQL"))
     details = up(result)
-    assert details["ssl"] in (True, False)
+    assert details["tls_offered"] in (True, False)
     assert details["sqlstate"] == "28000"
     assert "hotline_probe" in details["error"]
     assert {"processing", "transfer"} <= set(only_attempt(result).phases)
@@ -129,7 +129,7 @@ async def test_rabbitmq_connection_start(ctx: ProbeContext) -> None:
     """RabbitMQ's Connection.Start names the product and version."""
     details = up(await run(ctx, "amqp", require_service(5672, "RabbitMQ")))
     assert details["product"] == "RabbitMQ"
-    assert details["version"][0].isdigit()
+    assert details["server_version"][0].isdigit()
     assert details["amqp_version"] == "0-9"
 
 
@@ -376,7 +376,7 @@ async def test_postgres_over_tls_reports_the_auth_method(ctx: ProbeContext, tmp_
     async with scripted_peer(*steps) as address:
         result = await run(ctx, "postgres", address)
     details = up(result)
-    assert details["ssl"] is True
+    assert details["tls_offered"] is True
     assert details["auth_method"] == "sasl"
     assert details["sasl_mechanisms"] == ["SCRAM-SHA-256"]
     assert "tls" in only_attempt(result).phases
@@ -445,6 +445,104 @@ async def test_smtp_multiline_greeting(ctx: ProbeContext) -> None:
     async with scripted_peer(greeting) as address:
         details = up(await run(ctx, "smtp", address))
     assert details["greeting"] == "220 mail.hotline.invalid ESMTP"
+
+
+@pytest.mark.parametrize(
+    ("greeting", "shown"),
+    [(b"220\r\n", "220"), (b"220-\r\n220\r\n", "220"), (b"220 \r\n", "220")],
+)
+async def test_smtp_greeting_without_text(ctx: ProbeContext, greeting: bytes, shown: str) -> None:
+    """RFC 5321 makes the text after the code optional: a bare "220" is a greeting."""
+    async with scripted_peer(greeting) as address:
+        details = up(await run(ctx, "smtp", address))
+    assert details["greeting"] == shown
+
+
+@contextlib.asynccontextmanager
+async def postgres_tls_then_garbage(server: ssl.SSLContext) -> AsyncIterator[str]:
+    """Says yes to SSL, completes the handshake, then sends a record that cannot be
+    decrypted (a box on the path corrupting traffic, a broken TLS offloader)."""
+
+    async def play(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readexactly(8)  # SSLRequest
+        writer.write(b"S")
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        tls = server.wrap_bio(incoming, outgoing, server_side=True)
+        while True:
+            try:
+                tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                writer.write(outgoing.read())
+                incoming.write(await reader.read(MAX_READ))
+        writer.write(outgoing.read())
+        # In place of an answer to the startup message: application data with a bad MAC.
+        writer.write(b"\x17\x03\x03\x00\x20" + b"\x00" * 32)
+        await writer.drain()
+        await reader.read(MAX_READ)
+        writer.transport.abort()
+
+    listening = await asyncio.start_server(play, "127.0.0.1", 0)
+    try:
+        yield f"127.0.0.1:{listening.sockets[0].getsockname()[1]}"
+    finally:
+        listening.close()
+        await listening.wait_closed()
+
+
+async def test_postgres_tls_error_after_the_handshake_is_tls(
+    ctx: ProbeContext, tmp_path: Path
+) -> None:
+    """An SSL error on the upgraded connection is a tls failure, not a probe crash."""
+    certs = CertAuthority(directory=tmp_path)
+    async with postgres_tls_then_garbage(certs.server_context()) as address:
+        error_type, message = down(await run(ctx, "postgres", address))
+    assert error_type is ErrorType.TLS
+    assert message.startswith("TLS failed during the exchange: ")
+
+
+@pytest.mark.parametrize("protocol", [p for p in get_args(TcpProtocol) if p != "postgres"])
+def test_tls_block_is_refused_where_no_tls_is_spoken(protocol: str) -> None:
+    """Only postgres upgrades to TLS; elsewhere a tls: block would verify nothing."""
+    from config.load import ConfigError
+
+    with pytest.raises(ConfigError, match=f"protocol: {protocol} makes no TLS connection"):
+        tcp_check(protocol, "db.invalid:1", tls="{verify: false}")
+    with pytest.raises(ConfigError, match="a tcp check without one makes no TLS connection"):
+        parse_config(
+            "checks:\n  - {name: c, kind: tcp, tls: {verify: false}, "
+            "nodes: [{name: n, address: 'db.invalid:1'}]}\n"
+        )
+    assert tcp_check("postgres", "db.invalid:1", tls="{verify: false}").tls is not None
+
+
+async def test_presets_name_the_same_facts_the_same(ctx: ProbeContext) -> None:
+    """One name per fact in every preset that reports it (mysql, postgres, amqp):
+    tls_offered for a server that accepts TLS, server_version for its version."""
+    mysql_greeting = mysql_packet(
+        b"\x0a8.0.36\x00" + b"\x01\x00\x00\x00" + b"12345678\x00" + b"\x00\x08"
+    )
+    async with scripted_peer(mysql_greeting) as address:
+        mysql = up(await run(ctx, "mysql", address))
+    async with scripted_peer(None, b"N", None, pg_message(b"R", struct.pack("!i", 5))) as address:
+        postgres = up(await run(ctx, "postgres", address))
+    properties = b"".join(
+        bytes([len(k)]) + k + b"S" + len(v).to_bytes(4, "big") + v
+        for k, v in ((b"product", b"RabbitMQ"), (b"version", b"3.12.1"))
+    )
+    start = (
+        (10).to_bytes(2, "big")
+        + (10).to_bytes(2, "big")
+        + b"\x00\x09"
+        + len(properties).to_bytes(4, "big")
+        + properties
+    )
+    frame = b"\x01\x00\x00" + len(start).to_bytes(4, "big") + start + b"\xce"
+    async with scripted_peer(None, frame) as address:
+        amqp = up(await run(ctx, "amqp", address))
+    assert (mysql["tls_offered"], postgres["tls_offered"]) == (True, False)
+    assert (mysql["server_version"], amqp["server_version"]) == ("8.0.36", "3.12.1")
+    assert not {"ssl", "version"} & (set(mysql) | set(postgres) | set(amqp))
 
 
 async def test_amqp_other_version_is_alive_with_a_warning(ctx: ProbeContext) -> None:

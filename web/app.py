@@ -89,8 +89,11 @@ def _authorized(request: web.Request, token: SecretStr) -> bool:
     if match is None:
         return False
     # Constant time, so the answer's timing says nothing about how much of a guess matched.
+    # aiohttp hands over bytes that are not UTF-8 as lone surrogates: compared as the
+    # bytes that were sent, such a token is simply wrong.
     return hmac.compare_digest(
-        match.group(1).encode("utf-8"), token.get_secret_value().encode("utf-8")
+        match.group(1).encode("utf-8", "surrogateescape"),
+        token.get_secret_value().encode("utf-8", "surrogateescape"),
     )
 
 

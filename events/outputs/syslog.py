@@ -1,17 +1,22 @@
-"""Syslog to a collector: RFC 5424 over UDP, TCP with octet counting (RFC 6587), or TLS
-(RFC 5425).
+"""Syslog to a collector: RFC 5424 over UDP, TCP with octet counting (RFC 6587), TLS
+(RFC 5425), or RELP (acknowledged).
 
-``submit`` only queues; one task per output owns the connection. While the collector is
-reachable, records go from a memory queue to the socket. When it is not (refused, reset,
-closed, a stalled write, a bad certificate), the queue moves to the spool and every new
-record follows it there, so order is kept; once reconnected the task replays the spool
-and only then returns to the memory queue. A slow or dead collector therefore costs the
-probes nothing but a file append.
+``submit`` only queues; one task per output owns the connection. Records are always in
+one order, held in these places, oldest first:
+
+    retry     a batch that was on its way when the connection broke
+    spool     on disk (``spool_dir``), then its memory overflow (disk full, no spool_dir)
+    queue     in memory, while the collector keeps up
+
+While the collector keeps up, new records join the queue. When it is unreachable or
+slower than the producer (the queue is full), the queue moves into the spool and every
+new record follows it there ("spooling"), so order is kept; after reconnecting the task
+sends the retry batch, replays the spool, and only then returns to the queue. A slow or
+dead collector costs the caller a file append, never a wait.
 
 Plain TCP syslog has no acknowledgement: records written in the moment between the
-collector's last read and its closing the connection are lost, and nothing on our side
-can know which (docs/events.md says so). The task watches for the collector's close
-and stops writing as soon as it sees it, which keeps that window to milliseconds.
+collector's last read and its closing the connection, or into the buffers of a collector
+that stalls, are lost with the connection (docs/events.md). RELP has none of that.
 """
 
 from __future__ import annotations
@@ -30,10 +35,11 @@ from events.ecs import observer
 from events.formats import Rfc5424
 from events.outputs.base import Output
 from events.outputs.relp import RelpError, RelpSession
-from events.spool import DiskSpool, MemorySpool, SpoolError
+from events.spool import DiskSpool, MemorySpool, SpoolError, Token
 
 _BATCH_RECORDS = 512
 _BATCH_BYTES = 256 * 1024
+_QUEUE_BYTES = 16 * 1024 * 1024  # the memory queue's bound besides queue_events
 _UDP_MAX = 65_000  # an IPv4 datagram holds 65,507 bytes of payload
 _FIRST_BACKOFF = 0.5
 
@@ -55,7 +61,9 @@ class SyslogSink(Output):
         self.target = f"{config.transport}://{config.address}"
         self.streaming = config.transport != "udp"
         self._queue: deque[bytes] = deque()
-        self._overflow = MemorySpool(config.queue_events)
+        self._queue_bytes = 0
+        self._retry: list[bytes] = []
+        self._overflow = MemorySpool(config.queue_events, _QUEUE_BYTES)
         self._disk: DiskSpool | None = None
         self._startup_problem: str | None = None
         if self.streaming and config.spool_dir is not None:
@@ -63,13 +71,12 @@ class SyslogSink(Output):
                 self._disk = DiskSpool(config.spool_dir, int(config.spool_max_bytes))
             except SpoolError as exc:  # events still flow, and wait in memory instead
                 self._startup_problem = f"{exc}; events wait in memory instead"
-        # Until connected and the spool is empty, records are parked, not queued.
-        self._spooling = True
+        self._spooling = True  # until connected with an empty spool
         self._wake = asyncio.Event()
         self._closed = asyncio.Event()
         self._peer_closed = False
         self._writer: asyncio.StreamWriter | None = None
-        self._reader_task: asyncio.Task[None] | None = None
+        self._watch_task: asyncio.Task[None] | None = None
         self._peek: socket.socket | None = None
         self._relp: RelpSession | None = None
         self._task: asyncio.Task[None] | None = None
@@ -83,21 +90,31 @@ class SyslogSink(Output):
             self._send_datagram(frame)
             return
         record = b"%d %b" % (len(frame), frame)
-        full = len(self._queue) >= self.config.queue_events
-        if self._spooling or full or not self._overflow.empty:
-            if not self._spooling:
-                # The collector takes less than we produce: park the queue, keep order.
-                self._start_spooling()
+        if not self._spooling:
+            if len(self._queue) < self.config.queue_events and self._queue_bytes < _QUEUE_BYTES:
+                self._queue.append(record)
+                self._queue_bytes += len(record)
+                self._wake.set()
+                return
+            self._start_spooling()  # the collector takes less than we produce
+        self._park(record)
+
+    def _start_spooling(self) -> None:
+        self._spooling = True
+        queued, self._queue, self._queue_bytes = self._queue, deque(), 0
+        for record in queued:
             self._park(record)
-        else:
-            self._queue.append(record)
-            self._wake.set()
 
     def _park(self, record: bytes) -> None:
+        """Into the spool, behind everything older."""
+        self._wake.set()
         if self._disk is not None and self._overflow.empty:
+            before = self._disk.dropped
             try:
-                before = self._disk.dropped
                 self._disk.append(record)
+            except SpoolError as exc:
+                self.failed(f"{exc}; events wait in memory", level="error")
+            else:
                 self.counts["spooled"] += 1
                 if self._disk.dropped > before:
                     self.dropped(
@@ -105,24 +122,18 @@ class SyslogSink(Output):
                         f"spool {self._disk.directory} is full "
                         f"({int(self.config.spool_max_bytes)} bytes): the oldest were dropped",
                     )
+                if self._disk.cursor_problem:
+                    self.failed(f"spool {self._disk.directory}: {self._disk.cursor_problem}")
                 return
-            except SpoolError as exc:
-                self.failed(f"{exc}; events wait in memory", level="error")
         before = self._overflow.dropped
         self._overflow.append(record)
         self.counts["spooled"] += 1
         if self._overflow.dropped > before:
             self.dropped(
                 self._overflow.dropped - before,
-                f"{self.config.queue_events} events are waiting in memory for "
-                f"{self.target}: the oldest were dropped",
+                f"more events wait in memory for {self.target} than it may hold "
+                f"({self.config.queue_events}): the oldest were dropped",
             )
-
-    def _start_spooling(self) -> None:
-        self._spooling = True
-        queued, self._queue = self._queue, deque()
-        for record in queued:
-            self._park(record)
 
     def _send_datagram(self, frame: bytes) -> None:
         if self._udp is None:
@@ -143,10 +154,21 @@ class SyslogSink(Output):
             await self._connect()  # a datagram socket is ready at once, or never
         self._task = asyncio.create_task(self._run(), name=f"output-{self.name}")
 
+    def _pending(self) -> bool:
+        return bool(self._retry or self._queue) or not self._spool_empty()
+
+    def _spool_empty(self) -> bool:
+        return (self._disk is None or self._disk.empty) and self._overflow.empty
+
     async def _run(self) -> None:
         backoff = _FIRST_BACKOFF
         while not self._closed.is_set():
-            if self._udp is None and not await self._connect():
+            try:
+                connected = self._udp is not None or await self._connect()
+            except Exception as exc:  # a bug or an odd OS error must not end the output
+                self.failed(f"internal error while connecting: {exc!r}", level="error")
+                connected = False
+            if not connected:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._closed.wait(), backoff)
                 backoff = min(backoff * 2, self.config.reconnect_max)
@@ -157,14 +179,17 @@ class SyslogSink(Output):
                 return
             try:
                 while not self._closed.is_set():
-                    await self._flush()
                     self._wake.clear()
+                    await self._flush()
                     if self._peer_closed:
                         raise _PeerClosed("the collector closed the connection")
-                    if not self._queue:
+                    if not self._pending():
                         await self._wake.wait()
+                        await asyncio.sleep(0)  # events emitted in the same pass: one batch
             except (OSError, TimeoutError) as exc:
                 self._disconnect(_describe(exc, self.config.send_timeout))
+            except Exception as exc:
+                self._disconnect(f"internal error: {exc!r}")
 
     async def _connect(self) -> bool:
         try:
@@ -175,7 +200,6 @@ class SyslogSink(Output):
                 )
                 self._udp = transport
                 return True
-            relp = self.config.transport == "relp"
             context: ssl.SSLContext | None = None
             server_name: str | None = None
             if self.config.transport == "tls":
@@ -191,11 +215,10 @@ class SyslogSink(Output):
                 self.config.connect_timeout,
             )
         except (OSError, TimeoutError, ValueError) as exc:
-            self.failed(
-                f"cannot reach {self.target}: {_describe(exc, self.config.connect_timeout)}"
-            )
+            why = _describe(exc, self.config.connect_timeout)
+            self.failed(f"cannot reach {self.target}: {why}")
             return False
-        if relp:
+        if self.config.transport == "relp":
             session = RelpSession(reader, writer, self.config.send_timeout)
             try:
                 await session.open()
@@ -203,20 +226,23 @@ class SyslogSink(Output):
                 session.abort()
                 self.failed(f"cannot open RELP with {self.target}: {_describe(exc, 0)}")
                 return False
+            except BaseException:  # cancelled by close(): the connection is not ours yet
+                session.abort()
+                raise
             self._relp = session
+            self._watch_task = asyncio.create_task(self._watch_relp(session))
+        else:
+            self._watch_task = asyncio.create_task(self._watch(reader))
         self._writer = writer
         self._peer_closed = False
         raw = writer.get_extra_info("socket")
         # A duplicate of the connection's descriptor, for peeking (asyncio's own socket
         # object refuses recv); it is the same connection, closed with it.
         self._peek = socket.socket(fileno=os.dup(raw.fileno())) if raw is not None else None
-        self._reader_task = asyncio.create_task(
-            self._watch_relp(self._relp) if relp and self._relp else self._watch(reader)
-        )
         return True
 
     async def _watch(self, reader: asyncio.StreamReader) -> None:
-        """A collector sends nothing; its EOF or reset is how we learn it went away."""
+        """A syslog collector sends nothing: its EOF or reset is how we learn it left."""
         with contextlib.suppress(OSError):
             while await reader.read(4096):
                 pass
@@ -229,7 +255,10 @@ class SyslogSink(Output):
         self._wake.set()
 
     async def _flush(self) -> None:
-        """Spool first (oldest events), then the memory queue."""
+        """Retry batch, then the spool (disk, then memory), then the queue."""
+        if self._retry:
+            batch, self._retry = self._retry, []
+            await self._send(batch, "sent", lambda done: None, retry=True)
         while True:
             stage: DiskSpool | MemorySpool | None = None
             if self._disk is not None and not self._disk.empty:
@@ -239,64 +268,67 @@ class SyslogSink(Output):
             if stage is None:
                 break
             records, token = stage.read_batch(_BATCH_BYTES)
-            try:
-                await self._write(records)
-            except RelpError as exc:  # the answered ones are delivered: never again
-                done = exc.acked + exc.refused
-                if done:
-                    _commit_prefix(stage, records, done)
-                    self.counts["replayed"] += exc.acked
-                if exc.refused:
-                    self.dropped(1, str(exc))
-                raise
-            stage.commit(token)
-            self.counts["replayed"] += len(records)
+            await self._send(records, "replayed", _committer(stage, records, token))
         if self._spooling:
-            self._spooling = False  # no await since the check above: nothing slipped in
+            self._spooling = False  # no await since the spool was found empty
             self.recovered(f"sending to {self.target} again")
         while self._queue:
             batch = [self._queue.popleft() for _ in range(min(_BATCH_RECORDS, len(self._queue)))]
-            try:
-                await self._write(batch)
-            except BaseException as exc:
-                done = 0
-                if isinstance(exc, RelpError):  # the answered ones are delivered
-                    done = exc.acked + exc.refused
-                    self.counts["sent"] += exc.acked
-                    if exc.refused:
-                        self.dropped(1, str(exc))
-                self._queue.extendleft(reversed(batch[done:]))  # not known to be sent
-                raise
-            self.counts["sent"] += len(batch)
+            self._queue_bytes -= sum(len(r) for r in batch)
+            await self._send(batch, "sent", lambda done: None, retry=True)
 
-    async def _write(self, records: list[bytes]) -> None:
+    async def _send(
+        self, records: list[bytes], outcome: str, commit: Any, *, retry: bool = False
+    ) -> None:
+        """Write records; count and commit what the collector took. What it did not take
+        goes back: to the retry batch (from memory) or stays in the spool (uncommitted)."""
+        session = self._relp
+        try:
+            refused = await self._write(records)
+        except BaseException as exc:
+            done = exc.acked if isinstance(exc, RelpError) else session.progress if session else 0
+            if done:
+                commit(done)
+                self.counts[outcome] += done
+            if retry:
+                self._retry = records[done:] + self._retry
+            raise
+        commit(len(records))
+        self.counts[outcome] += len(records) - refused
+        if refused:
+            why = session.refusal if session else ""
+            self.dropped(refused, f"{self.target} refused {refused} events: {why}")
+
+    async def _write(self, records: list[bytes]) -> int:
+        """Put records on the wire; returns how many the collector refused (RELP)."""
         if self._peer_closed or self._writer is None or self._closed_under_us():
             raise _PeerClosed("the collector closed the connection")
         if self._relp is not None:
             # RELP carries the bare syslog message: drop the octet count kept in the spool.
-            await self._relp.send([r[r.index(b" ") + 1 :] for r in records])
-            return
+            return await self._relp.send([r[r.index(b" ") + 1 :] for r in records])
         self._writer.write(b"".join(records))
-        await asyncio.wait_for(self._writer.drain(), self.config.send_timeout)
+        if self._writer.transport.get_write_buffer_size():  # the kernel did not take it all
+            async with asyncio.timeout(self.config.send_timeout):
+                await self._writer.drain()
+        return 0
 
     def _closed_under_us(self) -> bool:
-        """Has the collector closed, though the loop has not told our reader yet?
+        """Has the collector closed, though the loop has not told our watcher yet?
 
         A peek at the socket right before writing: a FIN already here means whatever we
         write now would be lost. For TLS this sees only a bare FIN (a close_notify alert
         is data), which is what a stopping collector sends last."""
-        peek = self._peek
-        if peek is None:
+        if self._peek is None or self._relp is not None:  # RELP's answers are data
             return False
         try:
-            return peek.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+            return self._peek.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
         except BlockingIOError:
             return False
         except OSError:
             return True
 
     def _disconnect(self, why: str | None) -> None:
-        """Drop the connection; ``why`` is reported (None: we are stopping, nothing to say)."""
+        """Drop the connection; ``why`` is reported (None: we are stopping)."""
         writer, self._writer = self._writer, None
         if self._relp is not None:
             self._relp.abort()
@@ -306,22 +338,21 @@ class SyslogSink(Output):
             self._peek = None
         if writer is not None:
             writer.transport.abort()  # a stalled peer would make a clean close wait
-        if self._reader_task is not None:
-            self._reader_task.cancel()
+        if self._watch_task is not None:
+            self._watch_task.cancel()
+            self._watch_task = None
         if not self._spooling:
             self._start_spooling()
         if why is not None:
             self.failed(f"lost {self.target}: {why}")
 
     async def close(self, grace: float = 2.0) -> None:
-        """Send what is queued if the collector takes it within ``grace`` seconds; whatever is
-        left goes to the spool, where the next start finds it."""
-        if self._task is not None and self._writer is not None and self.streaming:
+        """Send what waits if the collector takes it within ``grace`` seconds; whatever
+        is left goes to the spool, where the next start finds it, in order."""
+        if self._task is not None and self.streaming:
             loop = asyncio.get_running_loop()
             until = loop.time() + grace
-            while (self._queue or not self._spooled_empty()) and loop.time() < until:
-                if self._writer is None:
-                    break
+            while self._pending() and self._writer is not None and loop.time() < until:
                 self._wake.set()
                 await asyncio.sleep(0.01)
         self._closed.set()
@@ -330,36 +361,54 @@ class SyslogSink(Output):
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        if self._reader_task is not None:
-            self._reader_task.cancel()
         if self._relp is not None:
-            await self._relp.close()  # tells the collector; answers to nothing are pending
-        if self._writer is not None:
-            self._disconnect(None)
+            await self._relp.close()  # says goodbye; no answers are pending any more
+        self._disconnect(None)
         if self._udp is not None:
             self._udp.close()
-        for record in self._queue:  # the stopping daemon's last events
-            self._park(record)
-        self._queue.clear()
-        if self._disk is not None:
-            self._disk.close()
+        self._keep_unsent()
 
-    def _spooled_empty(self) -> bool:
-        return (self._disk is None or self._disk.empty) and self._overflow.empty
+    def _keep_unsent(self) -> None:
+        """The stopping daemon's last events: retry, then overflow, then queue, after
+        what the disk already holds, in that order (see the module docstring)."""
+        memory: list[bytes] = []
+        while not self._overflow.empty:
+            records, token = self._overflow.read_batch()
+            self._overflow.commit(token)
+            memory += records
+        memory += self._queue
+        self._queue.clear()
+        retry, self._retry = self._retry, []
+        if self._disk is None:
+            if retry or memory:
+                self.dropped(
+                    len(retry) + len(memory),
+                    f"stopped with events unsent to {self.target} and no spool_dir to keep them",
+                )
+            return
+        try:
+            self._disk.prepend(retry)
+            for record in memory:
+                self._disk.append(record)
+        except SpoolError as exc:
+            self.dropped(len(retry) + len(memory), f"stopped and could not keep them: {exc}")
+        self._disk.close()
 
     def gauges(self) -> dict[str, float]:
+        held = self._disk.size if self._disk else 0
         return {
             "queue_events": float(len(self._queue)),
-            "spool_bytes": float(self._disk.size if self._disk else self._overflow.size),
+            "spool_bytes": float(held + self._overflow.size),
         }
 
 
-def _commit_prefix(stage: DiskSpool | MemorySpool, records: list[bytes], count: int) -> None:
-    """Move a spool past the first ``count`` records of a batch."""
-    if isinstance(stage, DiskSpool):
-        stage.commit(sum(len(r) for r in records[:count]))
-    else:
-        stage.commit(count)
+def _committer(stage: DiskSpool | MemorySpool, records: list[bytes], token: Token) -> Any:
+    """Commit the first ``done`` records of a batch read from a spool stage."""
+
+    def commit(done: int) -> None:
+        stage.commit(token if done == len(records) else stage.token_after(records[:done], token))
+
+    return commit
 
 
 def _client_context(config: SyslogOutput) -> ssl.SSLContext:

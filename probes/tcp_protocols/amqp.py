@@ -15,7 +15,14 @@ _HEADER = b"AMQP\x00\x00\x09\x01"
 _METHOD_FRAME = 1
 _FRAME_END = 0xCE
 _CONNECTION_START = (10, 10)  # class, method
-_REPORTED = ("product", "version", "platform", "cluster_name")
+# Server properties reported, under the names every preset uses ("version" is the
+# server's version: server_version, as mysql and postgres report it).
+_REPORTED = {
+    "product": "product",
+    "version": "server_version",
+    "platform": "platform",
+    "cluster_name": "cluster_name",
+}
 # Field-table value types with a fixed size; S, x, F and A carry a 32-bit length instead.
 _FIXED = {
     **{b"t": 1, b"b": 1, b"B": 1, b"s": 2, b"u": 2, b"I": 4, b"i": 4, b"f": 4},
@@ -62,7 +69,7 @@ def _connection_start(payload: bytes) -> dict[str, object]:
         raise ProbeFailure(ErrorType.PROTOCOL, "amqp: server-properties run past the frame")
     for name, value in _string_fields(table).items():
         if name in _REPORTED:
-            details[name] = value
+            details[_REPORTED[name]] = value
     return details
 
 

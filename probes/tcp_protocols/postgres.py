@@ -48,7 +48,7 @@ async def talk(wire: Wire) -> Observation:
         raise ProbeFailure(
             ErrorType.PROTOCOL, f"postgres: answer to SSLRequest is {answer!r}, not S or N"
         )
-    details["ssl"] = answer == b"S"
+    details["tls_offered"] = answer == b"S"  # the same name as mysql's
     if answer == b"S":
         await wire.start_tls(_tls_context(wire))
     await wire.send(_startup_message())

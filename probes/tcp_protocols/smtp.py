@@ -8,7 +8,9 @@ from probes.base import ErrorType, Observation, ProbeFailure
 from probes.net import printable
 from probes.tcp_protocols.wire import Wire
 
-_REPLY_LINE = re.compile(rb"^(\d{3})([ -])(.*?)\r?\n$", re.DOTALL)
+# RFC 5321 4.2: each line is the code, "-" on all lines but the last, and optional text:
+# a bare "220" is a complete greeting.
+_REPLY_LINE = re.compile(rb"^(\d{3})(?:([ -])(.*?))?\r?\n$", re.DOTALL)
 _READY = "220"
 _UNAVAILABLE = "421"  # RFC 5321 4.3.2: "service not available, closing channel"
 _NO_SERVICE = "554"  # RFC 5321 3.1: "no SMTP service here", often for this client only
@@ -23,9 +25,10 @@ async def talk(wire: Wire) -> Observation:
     if code not in (_READY, _NO_SERVICE):
         raise ProbeFailure(ErrorType.PROTOCOL, f"smtp: greeting code {code} ({text}), expected 220")
     await wire.goodbye(b"QUIT\r\n")
-    details = {"greeting": f"{code} {text}"}
+    greeting = f"{code} {text}".rstrip()
+    details = {"greeting": greeting}
     if code == _NO_SERVICE:
-        return Observation(details=details, warnings=(f"smtp refuses this host: {code} {text}",))
+        return Observation(details=details, warnings=(f"smtp refuses this host: {greeting}",))
     return Observation(details=details)
 
 
@@ -41,7 +44,7 @@ async def _reply(wire: Wire) -> tuple[str, str]:
             )
         code, more = match.group(1).decode(), match.group(2) == b"-"
         if first is None:
-            first = code, printable(match.group(3), limit=200)
+            first = code, printable(match.group(3) or b"", limit=200)
         elif code != first[0]:
             raise ProbeFailure(
                 ErrorType.PROTOCOL, f"smtp: reply changes its code from {first[0]} to {code}"

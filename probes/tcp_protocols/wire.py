@@ -102,8 +102,9 @@ class Wire:
 
     async def goodbye(self, data: bytes) -> None:
         """A polite last word (QUIT): sent without waiting for its answer; a peer that
-        is already gone changes nothing, the attempt has its result."""
+        is already gone (reset, or a TLS session it tore down) changes nothing, the
+        attempt has its result."""
         self.mark("end")
-        with contextlib.suppress(ConnectionError):
+        with contextlib.suppress(OSError):
             self._writer.write(data)
             await self._writer.drain()
