@@ -34,7 +34,10 @@ def utf8(text: str) -> bytes:
 def scrub_each(values: list[Any], scrub: Callable[[str], str]) -> list[str]:
     """Scrub raw values before they are escaped (an escaped secret no longer matches),
     in one pass: joined by NUL, which no value keeps."""
-    joined = "\0".join(str(v).replace("\0", " ") for v in values)
+    texts = [v if type(v) is str else str(v) for v in values]
+    joined = "\0".join(texts)
+    if joined.count("\0") != len(texts) - 1:  # a value holds a NUL of its own (rare)
+        joined = "\0".join(t.replace("\0", " ") for t in texts)
     return scrub(joined).split("\0")
 
 
@@ -71,15 +74,6 @@ def _part(doc: Mapping[str, Any], key: str) -> Mapping[str, Any]:
     """A sub-object of the event, or an empty one."""
     value = doc.get(key)
     return value if type(value) is dict else _EMPTY
-
-
-def _get(doc: Mapping[str, Any], *path: str) -> Any:
-    value: Any = doc
-    for key in path:
-        if type(value) is not dict:  # documents are plain dicts; an ABC check costs 3x
-            return None
-        value = value.get(key)
-    return value
 
 
 @functools.lru_cache(maxsize=64)  # a dozen actions, each seen thousands of times
@@ -142,8 +136,14 @@ _CEF_HEADER = re.compile(r"[\\|]")
 _CEF_EXT = re.compile(r"[\\=]")
 
 
+_CEF_HEADER_SPECIAL = re.compile(r"[\\|\r\n]")
+
+
 def cef_header(value: object) -> str:
-    text = _CEF_HEADER.sub(lambda m: "\\" + m.group(), str(value))
+    text = str(value)
+    if _CEF_HEADER_SPECIAL.search(text) is None:
+        return text
+    text = _CEF_HEADER.sub(lambda m: "\\" + m.group(), text)
     return text.replace("\r", " ").replace("\n", " ")
 
 
@@ -158,48 +158,52 @@ def cef_ext(value: object) -> str:
     return text.replace("\r\n", "\\n").replace("\n", "\\n").replace("\r", "\\n")
 
 
-# (CEF extension key, path in the event); the cs/cn labels say what the custom ones hold.
-_CEF_FIELDS = (
-    ("externalId", ("event", "id")),
-    ("cn1", ("event", "sequence")),
-    ("act", ("event", "action")),
-    ("outcome", ("event", "outcome")),
-    ("cs1", ("monitor", "id")),
-    ("cs2", ("service", "node", "name")),
-    ("cs3", ("monitor", "status")),
-    ("cs4", ("error", "type")),
-    ("reason", ("error", "message")),
-    ("dhost", ("destination", "address")),
-    ("dpt", ("destination", "port")),
-    ("request", ("url", "full")),
-    ("dvchost", ("observer", "hostname")),
-    ("msg", ("message",)),
-)
 _CEF_LABELS = "cn1Label=sequence cs1Label=check cs2Label=node cs3Label=status cs4Label=errorType"
 
 
 def cef_line(doc: Mapping[str, Any], scrub: Callable[[str], str] = str) -> str:
     """``CEF:0|Vendor|Product|Version|SignatureID|Name|Severity|Extension``."""
-    observer = _get(doc, "observer") or {}
-    level = _get(doc, "log", "level") or "info"
-    head_values = scrub_each(
-        [
-            "CEF:0",
-            observer.get("vendor", "Haining 12345 operations"),
-            observer.get("product", "hotline-probe"),
-            observer.get("version", "0"),
-            _get(doc, "event", "action") or "event",
-            doc.get("message", ""),
-            CEF_SEVERITY.get(level, 3),
-        ],
-        scrub,
+    observer = _part(doc, "observer")
+    event = _part(doc, "event")
+    monitor = _part(doc, "monitor")
+    error = _part(doc, "error")
+    destination = _part(doc, "destination")
+    level = _part(doc, "log").get("level") or "info"
+    # Header and extension values scrubbed together, before escaping; read directly
+    # (a table of paths cost a third of the line).
+    fields = (
+        ("externalId", event.get("id")),
+        ("cn1", event.get("sequence")),
+        ("act", event.get("action")),
+        ("outcome", event.get("outcome")),
+        ("cs1", monitor.get("id")),
+        ("cs2", _part(_part(doc, "service"), "node").get("name")),
+        ("cs3", monitor.get("status")),
+        ("cs4", error.get("type")),
+        ("reason", error.get("message")),
+        ("dhost", destination.get("address")),
+        ("dpt", destination.get("port")),
+        ("request", _part(doc, "url").get("full")),
+        ("dvchost", observer.get("hostname")),
+        ("msg", doc.get("message")),
     )
-    header = "|".join(cef_header(v) for v in head_values)
-    ext = [f"rt={_epoch_ms(doc['@timestamp'])}"]
-    found = [(key, v) for key, path in _CEF_FIELDS if (v := _get(doc, *path)) is not None]
-    values = scrub_each([v for _, v in found], scrub)
-    ext += [f"{key}={cef_ext(v)}" for (key, _), v in zip(found, values, strict=True)]
-    return f"{header}|{' '.join(ext)} {_CEF_LABELS}"
+    found = [(key, value) for key, value in fields if value is not None]
+    head = [
+        observer.get("vendor", "Haining 12345 operations"),
+        observer.get("product", "hotline-probe"),
+        observer.get("version", "0"),
+        event.get("action") or "event",
+        doc.get("message", ""),
+    ]
+    values = scrub_each(head + [v for _, v in found], scrub)
+    header = "|".join(cef_header(v) for v in values[: len(head)])
+    ext = " ".join(
+        f"{key}={cef_ext(v)}" for (key, _), v in zip(found, values[len(head) :], strict=True)
+    )
+    return (
+        f"CEF:0|{header}|{CEF_SEVERITY.get(level, 3)}|"
+        f"rt={_epoch_ms(doc['@timestamp'])} {ext} {_CEF_LABELS}"
+    )
 
 
 def _epoch_ms(timestamp: str) -> int | str:

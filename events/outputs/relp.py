@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections import deque
 from collections.abc import Sequence
 
 _MAX_TXNR = 999_999_999
+_RSP_OK = re.compile(rb"(\d{1,9}) rsp 6 200 OK\n")
 _MAX_FRAME = 128 * 1024  # a collector's answer is a few bytes; this bounds a hostile one
 OFFERS = b"relp_version=0\nrelp_software=hotline-probe\ncommands=syslog"
 
@@ -47,6 +49,10 @@ def parse_frames(buffer: bytes | bytearray) -> tuple[list[tuple[int, bytes, byte
     pos = 0
     end = len(buffer)
     while pos < end:
+        if ok := _RSP_OK.match(buffer, pos):  # nearly every answer: "N rsp 6 200 OK\n"
+            frames.append((int(ok.group(1)), b"rsp", b"200 OK"))
+            pos = ok.end()
+            continue
         first = buffer.find(b" ", pos, pos + 11)
         second = buffer.find(b" ", first + 1, first + 34) if first >= 0 else -1
         if first < 0 or second < 0:
