@@ -7,8 +7,10 @@ with a message that says which (refused, credentials, a garbled or cut answer). 
 that the proxy only relays, and failures are the target's, classified as without one.
 
 An answer to CONNECT of 500, 502, 503 or 504 is the proxy telling us it could not
-reach the target: the proxy works, the target (or the path to it) does not. That is a
-target failure (connection, or timeout for 504) whose message names the proxy.
+reach the target. The issue that asked for this kind counts "502 from the proxy" among
+the proxy's failures, so it is ErrorType.PROXY too; the message says that the proxy
+answered and what it could not reach, and ``proxy_status`` carries the code, so a
+reader can still tell "the proxy is down" from "the proxy cannot get through".
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ from config.models import ProxyOptions
 from probes.base import PROXY_PHASES, ErrorType, ProbeFailure, unfinished
 from probes.net import RESET, os_failure
 
-# Answers to CONNECT that report the far side, not the proxy: tinyproxy says
-# "500 Unable to connect", squid 503, most others 502 or 504.
+# Answers to CONNECT about the far side: tinyproxy says "500 Unable to connect", squid
+# 503, most others 502 or 504.
 _TARGET_UNREACHABLE = {500, 502, 503}
 _TARGET_TIMEOUT = 504
 
@@ -84,14 +86,14 @@ def connect_refused(status: int, reason: str, proxy: ProxyOptions, target: str) 
         return ProbeFailure(ErrorType.PROXY, message, details=details)
     if status in _TARGET_UNREACHABLE:
         return ProbeFailure(
-            ErrorType.CONNECTION,
-            f"{where} could not reach {target} ({answer})",
+            ErrorType.PROXY,
+            f"{where} answered that it could not reach {target} ({answer})",
             details=details,
         )
     if status == _TARGET_TIMEOUT:
         return ProbeFailure(
-            ErrorType.TIMEOUT,
-            f"{where} reports that {target} did not answer in time ({answer})",
+            ErrorType.PROXY,
+            f"{where} answered that {target} did not answer it in time ({answer})",
             details=details,
         )
     return ProbeFailure(

@@ -248,13 +248,15 @@ async def test_target_down_behind_a_working_proxy(
     sim: Simulator, tinyproxy: StartProxy, ctx: ProbeContext
 ) -> None:
     """The proxy answers CONNECT with 'cannot reach it' (tinyproxy: 500 Unable to
-    connect): a target failure (connection) whose message names the proxy."""
+    connect): the tunnel was not given, a proxy failure, whose message says the proxy
+    answered and what it could not reach."""
     target = await https_target(sim, Mode.REFUSING)
     proxy = await tinyproxy(target.port)
     result = await run_check(proxy_check(target.url, proxy, tls=tls_of(sim)), ctx)
     assert error_of(result) == (
-        ErrorType.CONNECTION,
-        f"proxy {proxy} could not reach 127.0.0.1:{target.port} (500 Unable to connect)",
+        ErrorType.PROXY,
+        f"proxy {proxy} answered that it could not reach 127.0.0.1:{target.port} "
+        "(500 Unable to connect)",
     )
     assert result.nodes[0].attempts[0].details["proxy_status"] == 500
 
@@ -371,11 +373,12 @@ async def test_connect_never_answered_is_a_proxy_timeout(ctx: ProbeContext) -> N
     assert "proxy_connect" in result.nodes[0].attempts[0].phases
 
 
-async def test_bad_gateway_and_gateway_timeout_are_the_targets(ctx: ProbeContext) -> None:
-    """502 and 504 to CONNECT report the far side: connection and timeout, with the status."""
+async def test_bad_gateway_and_gateway_timeout_are_proxy_failures(ctx: ProbeContext) -> None:
+    """502 and 504 to CONNECT are the proxy's failures, as the issue counts them; the
+    message says what the proxy could not reach, the details carry its status."""
     for status, kind, words in (
-        (502, ErrorType.CONNECTION, "could not reach 127.0.0.1:9 (502 Bad Gateway)"),
-        (504, ErrorType.TIMEOUT, "reports that 127.0.0.1:9 did not answer in time (504 "),
+        (502, ErrorType.PROXY, "answered that it could not reach 127.0.0.1:9 (502 Bad Gateway)"),
+        (504, ErrorType.PROXY, "answered that 127.0.0.1:9 did not answer it in time (504 "),
     ):
         reason = "Bad Gateway" if status == 502 else "Gateway Timeout"
         answer = f"HTTP/1.1 {status} {reason}\r\nContent-Length: 0\r\n\r\n".encode()
@@ -519,8 +522,8 @@ async def test_demo_proxy_checks_follow_the_switches(tmp_path: Path) -> None:
     assert seen == [
         {"zzd-proxy": ("up", None), "province-minhu": ("up", None)},
         {"zzd-proxy": ("down", "proxy"), "province-minhu": ("down", "proxy")},
-        # A proxy that answers 502 works; it is the far side it cannot reach.
-        {"zzd-proxy": ("down", "connection"), "province-minhu": ("down", "connection")},
+        # A proxy that answers 502: a proxy failure (its message says it answered).
+        {"zzd-proxy": ("down", "proxy"), "province-minhu": ("down", "proxy")},
         {"zzd-proxy": ("up", None), "province-minhu": ("up", None)},
     ], stderr.decode()
 
