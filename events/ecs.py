@@ -73,11 +73,8 @@ def check_event(result: CheckResult, state: Any = None) -> dict[str, Any]:
             "dataset": DATASET,
         },
         "monitor": {
-            "id": result.name,
-            "name": result.title or result.name,
-            "type": result.kind,
+            **_monitor(result),
             "status": "down" if failed else "unknown" if unjudged else "up",
-            "check_group": result.check_group,
             "duration": {"us": int(result.duration * 1e6)},
         },
         # Heartbeat's meaning: the monitor as a whole. A degraded link is up (an
@@ -127,12 +124,7 @@ def attempt_events(result: CheckResult) -> Iterator[dict[str, Any]]:
                     "duration": int(attempt.duration * 1e9),
                     "dataset": DATASET,
                 },
-                "monitor": {
-                    "id": result.name,
-                    "name": result.title or result.name,
-                    "type": result.kind,
-                    "check_group": result.check_group,
-                },
+                "monitor": _monitor(result),
                 "service": {"name": result.name, "node": {"name": node.name}},
                 "observer": observer(),
                 "error": {"type": str(attempt.error.type), "message": attempt.error.message},
@@ -140,6 +132,16 @@ def attempt_events(result: CheckResult) -> Iterator[dict[str, Any]]:
             }
             _add_target(doc, node, attempt, kind=result.kind)
             yield doc
+
+
+def _monitor(result: CheckResult) -> dict[str, Any]:
+    """Heartbeat's monitor fields that every event of a run carries."""
+    return {
+        "id": result.name,
+        "name": result.title or result.name,
+        "type": result.kind,
+        "check_group": result.check_group,
+    }
 
 
 def failover_event(result: CheckResult) -> dict[str, Any]:
@@ -162,12 +164,7 @@ def failover_event(result: CheckResult) -> dict[str, Any]:
             "dataset": DATASET,
             "reason": reason,
         },
-        "monitor": {
-            "id": result.name,
-            "name": result.title or result.name,
-            "type": result.kind,
-            "check_group": result.check_group,
-        },
+        "monitor": _monitor(result),
         "service": {"name": result.name, "node": {"name": result.active_node}},
         "observer": observer(),
         # The same names as the daemon's failover transition: from/to are nodes.
