@@ -108,12 +108,15 @@ class Pipeline:
         self._pending: list[Problem] = []
         self._emitting = False
         self._stderr_is_output = any(isinstance(o, StreamSink) for o in self.outputs)
+        self._json = any(o.needs_json for o in self.outputs)
         self.level = logging.INFO  # events below it are not written; configure() sets it
         for output in self.outputs:
             output.problems = self._problem
             output.scrub = scrub
 
     def render(self, _: Any, __: str, event_dict: EventDict) -> Any:
+        if not self._json and not TAPS:  # only CEF outputs: nobody reads the JSON line
+            return ("",), {"doc": event_dict}
         line = self.scrub(_dumps(event_dict))
         # Characters are at most 4 bytes: only a long line needs its bytes counted.
         if len(line) * 4 > MAX_EVENT_BYTES and len(line.encode()) > MAX_EVENT_BYTES:

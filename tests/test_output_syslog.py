@@ -310,6 +310,7 @@ async def test_cef_lines_are_escaped_and_scrubbed(rsyslog: Rsyslog, closing: lis
     (line,) = await asyncio.to_thread(rsyslog.wait_for, "tcp", 1)
     match = FRAME.match(line)
     assert match
+    assert match.group("sd") == b"-"  # the CEF extension carries the fields instead
     cef = match.group("msg").decode()
     assert CANARY not in cef and "REDACTED" in cef
     header = re.split(r"(?<!\\)\|", cef, maxsplit=7)  # a | in the extension is plain text

@@ -26,6 +26,7 @@ class Output:
     """Base of the sinks. Subclasses implement ``submit`` and may override start/close."""
 
     kind = "output"
+    needs_json = True  # does submit() use the rendered JSON line? (CEF syslog does not)
 
     def __init__(self, name: str) -> None:
         self.name = name

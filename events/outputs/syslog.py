@@ -61,6 +61,7 @@ class SyslogSink(Output):
         self.host, self.port = split_address(config.address)
         self.target = f"{config.transport}://{config.address}"
         self.streaming = config.transport != "udp"
+        self.needs_json = config.format == "json"
         self._queue: deque[bytes] = deque()
         self._queue_bytes = 0
         self._retry: list[bytes] = []
