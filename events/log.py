@@ -1,7 +1,11 @@
-"""structlog set up to write one ECS JSON document per line, secrets scrubbed.
+"""The event pipeline: every event numbered, rendered once as ECS JSON (secrets
+scrubbed) and handed to each configured output.
 
-structlog's own key ``event`` is the ECS object ``event``: the message key is renamed to
-``message`` and callers pass the ECS object as ``_event`` (EventRenamer's replace_by).
+structlog is configured with two processors, _prepare and Pipeline.render, and the
+pipeline as its logger, so anything logged through structlog takes the same path.
+structlog's own key ``event`` is the ECS object ``event``: the message goes under
+``message`` and a caller passes the ECS object as ``_event``. Documents from
+events.ecs skip the bound logger (emit), not the processors.
 """
 
 from __future__ import annotations
