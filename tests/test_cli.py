@@ -6,47 +6,19 @@ process, so everything between them crosses real sockets on 127.0.0.1.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import sys
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from simulator import Mode, Simulator
+from tests.cli_run import probe
 from tests.event_schema import validate
 
-ROOT = Path(__file__).resolve().parent.parent
 CANARY_TOKEN = "canary-tok-5f2e9a"
 CANARY_PASSWORD = "canary-pw-71c3"
 CANARY_QUERY = "canary-q-0b4d"
-
-
-@dataclass
-class Run:
-    code: int
-    stdout: str
-    stderr: str
-
-
-async def probe(*args: str, env: dict[str, str] | None = None) -> Run:
-    import os
-
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "cli",
-        *args,
-        cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, **(env or {})},
-    )
-    stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode is not None
-    return Run(process.returncode, stdout.decode(), stderr.decode())
 
 
 @pytest.fixture

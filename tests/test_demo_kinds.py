@@ -28,7 +28,7 @@ from simulator import Mode, SimDnsNode, Simulator
 from simulator import demo as demo_module
 from simulator.demo import EXAMPLE, build
 from simulator.modes import GARBAGE_BYTES
-from tests.test_cli import ROOT
+from tests.cli_run import ROOT
 
 NAME = "node-a.police110.hotline.invalid"  # the name the example's dns check asks
 DNS_CHECK = "dns-police-110"

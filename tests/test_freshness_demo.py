@@ -15,7 +15,7 @@ from typing import Any
 
 import aiohttp
 
-from tests.test_cli import ROOT, probe
+from tests.cli_run import ROOT, probe
 
 CHECK = "province-callback"
 

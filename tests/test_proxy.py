@@ -13,7 +13,6 @@ import contextlib
 import json
 import os
 import socket
-import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -28,6 +27,7 @@ from engine.result import CheckResult, Status
 from engine.runner import run_check
 from probes.base import ErrorType, ProbeContext, attempt_marks
 from simulator import Mode, SimHttpNode, Simulator
+from tests.cli_run import probe
 
 ROOT = Path(__file__).resolve().parent.parent
 TINYPROXY = "/usr/bin/tinyproxy"
@@ -425,16 +425,8 @@ checks:
     nodes: [{{name: n, url: "{target.url}/"}}]
     proxy: {{url: "http://{USER}:canary-wrong-pw-3b@{proxy}"}}
 """)
-    env = os.environ | {"CANARY_PROXY_PW": PASSWORD}
-    proc = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "cli", "--all", "--json", "--events", "on", "-c", str(config)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=env,
-        timeout=30,
-        check=False,
+    proc = await probe(
+        "--all", "--json", "--events", "on", "-c", str(config), env={"CANARY_PROXY_PW": PASSWORD}
     )
     document = json.loads(proc.stdout)
     status = {c["name"]: c["status"] for c in document["checks"]}

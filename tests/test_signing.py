@@ -7,15 +7,11 @@ hmac and hashlib modules and its own canonical query, never with probes/signing.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import hmac
 import json
-import os
 import re
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -34,6 +30,7 @@ from engine.result import CheckResult, Status
 from engine.runner import run_check
 from probes.base import ErrorType, ProbeContext
 from probes.signing import canonical_query, signature_headers
+from tests.cli_run import probe
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = (ROOT / "docs" / "signing.md").read_text(encoding="utf-8")
@@ -299,15 +296,8 @@ checks:
     nodes: [{{name: n, url: "{verifier.url}/"}}]
     sign: {{algorithm: md5, secret: canary-md5-secret-0c, string_to_sign: "{{nonce}}{{secret}}"}}
 """)
-    proc = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "cli", "--all", "--json", "--events", "on", "-c", str(config)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=os.environ | {"CANARY_SIGN": SECRET},
-        timeout=30,
-        check=False,
+    proc = await probe(
+        "--all", "--json", "--events", "on", "-c", str(config), env={"CANARY_SIGN": SECRET}
     )
     statuses = {c["name"]: c["status"] for c in json.loads(proc.stdout)["checks"]}
     assert statuses == {"good": "up", "refused": "down"}, proc.stderr
