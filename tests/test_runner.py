@@ -245,3 +245,24 @@ async def test_a_slow_check_does_not_delay_the_others(ctx: ProbeContext) -> None
     results = await run_all(cfg, ctx, probes=probes(probe), on_result=on_result)
     assert reported == ["fast-1", "fast-2", "slow"]
     assert all(r.status is Status.UP for r in results)
+
+
+async def test_first_attempt_gets_the_whole_timeout_on_a_busy_host() -> None:
+    """Time that passes before the first attempt (a busy loop, a slow host) does not
+    shorten it: a 300ms timeout is reported as 300ms, not 299ms."""
+
+    class Ticking(FakeClock):
+        def monotonic(self) -> float:
+            self.advance(0.002)  # every look at the clock costs 2 ms
+            return super().monotonic()
+
+    async def hangs(check: CheckBase, node: Any, ctx: ProbeContext) -> Observation:
+        await asyncio.sleep(10)
+        return OK
+
+    async with ProbeContext(clock=Ticking()) as ctx:
+        check = config(tcp_check(nodes=1, timeout="300ms", retries="{attempts: 1}")).checks[0]
+        result = await run_check(check, ctx, probes=probes(hangs))
+    error = result.nodes[0].error
+    assert error is not None
+    assert error.message == "no answer within 300ms"
