@@ -140,7 +140,9 @@ def documents() -> list[dict[str, Any]]:
         )
         docs.append(check_event(result, _view(CheckStatus.UP, 40 + i, at - timedelta(hours=3))))
 
-    timeout = ProbeError(ErrorType.TIMEOUT, "no answer within 5s (connect to 10.30.0.7:443)")
+    timeout = ProbeError(
+        ErrorType.TIMEOUT, "no answer within 5s (connect to pay-1.hotline.invalid:443)"
+    )
     failed = NodeResult(
         "primary",
         "https://pay.hotline.example/api/health?token=REDACTED",
@@ -160,13 +162,15 @@ def documents() -> list[dict[str, Any]]:
     docs.append(failover_event(degraded))
     docs.append(check_event(degraded, _view(CheckStatus.DEGRADED, 1, at)))
 
-    refused = ProbeError(ErrorType.CONNECTION_REFUSED, "connection refused by 10.40.0.9:1521")
+    refused = ProbeError(
+        ErrorType.CONNECTION_REFUSED, "connection refused by db-1.hotline.invalid:1521"
+    )
     down = CheckResult(
         "billing-db", "tcp", "计费库", Status.DOWN, None, at, 0.004,
         (
-            NodeResult("primary", "10.40.0.9:1521", NodeStatus.DOWN,
+            NodeResult("primary", "db-1.hotline.invalid:1521", NodeStatus.DOWN,
                        (Attempt(1, 0.002, refused),), 0.002),
-            NodeResult("standby", "10.40.0.10:1521", NodeStatus.DOWN,
+            NodeResult("standby", "db-2.hotline.invalid:1521", NodeStatus.DOWN,
                        (Attempt(1, 0.002, refused),), 0.002),
         ),
         "g",

@@ -1,7 +1,7 @@
 """What a DNS record value means, for ``kind: dns``: one text form per record.
 
 The config's ``expect.values`` and the server's answers are compared in this form, so
-that ``2001:DB8::5`` matches ``2001:db8::5`` and ``Mail.Example.invalid.`` matches
+that ``0:0::1`` matches ``::1`` and ``Mail.Example.invalid.`` matches
 ``mail.example.invalid``. The config validates expected values with it at load time,
 and the probe reads answers with it. dnspython is imported here only when a dns check
 exists: it costs a config without one about 30 ms of start-up.

@@ -826,7 +826,7 @@ def _as_list(value: Any) -> Any:
 class DnsQuery(Model):
     name: str = Field(min_length=1)
     """Asked as written (absolute: no search domains). An IP address with type PTR is
-    turned into its reverse name (10.0.0.1 -> 1.0.0.10.in-addr.arpa)."""
+    turned into its reverse name (127.0.0.1 -> 1.0.0.127.in-addr.arpa)."""
     type: Annotated[RecordType, BeforeValidator(_upper)] = "A"
     recursion: bool = True
     """Sets the RD flag; turn it off to ask an authoritative server about its own zone."""

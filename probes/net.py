@@ -23,8 +23,9 @@ RESET = frozenset({errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED})
 
 _UNREACHABLE = frozenset({errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EADDRNOTAVAIL})
 
-# {where} is what was connected to ("10.0.0.5:3306", "the proxy 10.0.0.5:3128"), {during}
-# the phase when it was not the connect (" during the exchange"), {reason} the kernel's words.
+# {where} is what was connected to ("db-1.hotline.invalid:3306", "the proxy
+# zzd-proxy.hotline.invalid:3128"), {during} the phase when it was not the connect
+# (" during the exchange"), {reason} the kernel's words.
 _REFUSED = (ErrorType.CONNECTION_REFUSED, "connection refused by {where}{during}")
 _RESET = (ErrorType.CONNECTION_RESET, "connection reset by {where}{during}")
 _UNREACHED = (ErrorType.CONNECTION, "{where} unreachable{during}: {reason}")

@@ -28,9 +28,9 @@ ZONE = "hotline.test"
 LONG_TEXT = "x" * 250  # several of these overflow a 1232-byte UDP answer: TCP fallback
 
 RECORDS = [
-    f"--host-record=app.{ZONE},10.20.0.1,2001:db8::5",
-    f"--host-record=app.{ZONE},10.20.0.2",
-    f"--host-record=v4only.{ZONE},10.20.0.9",
+    f"--host-record=app.{ZONE},127.0.20.1,::1",
+    f"--host-record=app.{ZONE},127.0.20.2",
+    f"--host-record=v4only.{ZONE},127.0.20.9",
     f"--cname=www.{ZONE},app.{ZONE}",
     f"--cname=dangling.{ZONE},v4only.{ZONE}",
     f"--txt-record=txt.{ZONE},v=spf1 -all",

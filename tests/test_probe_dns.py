@@ -79,11 +79,11 @@ def details_of(result: CheckResult) -> dict[str, Any]:
 async def test_a_records_with_values_and_request_phase(server: Dnsmasq, ctx: ProbeContext) -> None:
     """Both A records match expect.values in any order; the query's time is the request phase."""
     result = await ask(
-        server.address, f"{{name: app.{ZONE}}}", ctx, expect="{values: [10.20.0.2, 10.20.0.1]}"
+        server.address, f"{{name: app.{ZONE}}}", ctx, expect="{values: [127.0.20.2, 127.0.20.1]}"
     )
     assert result.status is Status.UP
     details = details_of(result)
-    assert sorted(details["answers"]) == ["10.20.0.1", "10.20.0.2"]
+    assert sorted(details["answers"]) == ["127.0.20.1", "127.0.20.2"]
     assert details["rcode"] == "NOERROR"
     assert details["ttl"] == 300
     assert details["transport"] == "udp"
@@ -96,12 +96,12 @@ async def test_a_records_with_values_and_request_phase(server: Dnsmasq, ctx: Pro
 @pytest.mark.parametrize(
     ("name", "rdtype", "value"),
     [
-        (f"app.{ZONE}", "AAAA", "2001:DB8:0::5"),  # written differently, same address
+        (f"app.{ZONE}", "AAAA", "0:0:0::1"),  # written differently, same address
         (f"www.{ZONE}", "CNAME", f"APP.{ZONE.upper()}."),  # names compare without case or dot
         (ZONE, "MX", f"10 mail.{ZONE}"),
         (f"txt.{ZONE}", "TXT", "v=spf1 -all"),
         (f"_sip._tcp.{ZONE}", "SRV", f"1 2 5060 app.{ZONE}"),
-        ("10.20.0.1", "PTR", f"app.{ZONE}"),  # an address is turned into its reverse name
+        ("127.0.20.1", "PTR", f"app.{ZONE}"),  # an address is turned into its reverse name
     ],
 )
 async def test_record_types(
@@ -116,31 +116,33 @@ async def test_record_types(
 
 async def test_cname_chain_is_followed(server: Dnsmasq, ctx: ProbeContext) -> None:
     """An A query for an alias reports the target's addresses and the chain it went through."""
-    result = await ask(server.address, f"{{name: www.{ZONE}}}", ctx, expect="{contains: 10.20.0.1}")
+    result = await ask(
+        server.address, f"{{name: www.{ZONE}}}", ctx, expect="{contains: 127.0.20.1}"
+    )
     details = details_of(result)
     assert result.status is Status.UP
     assert details["cname"] == [f"app.{ZONE}"]
-    assert sorted(details["answers"]) == ["10.20.0.1", "10.20.0.2"]
+    assert sorted(details["answers"]) == ["127.0.20.1", "127.0.20.2"]
 
 
 async def test_values_that_differ_are_named(server: Dnsmasq, ctx: ProbeContext) -> None:
     """A changed record set is an assertion failure naming what is missing and what is extra."""
     result = await ask(
-        server.address, f"{{name: app.{ZONE}}}", ctx, expect="{values: [10.20.0.1, 10.20.0.3]}"
+        server.address, f"{{name: app.{ZONE}}}", ctx, expect="{values: [127.0.20.1, 127.0.20.3]}"
     )
     assert error_of(result) == (
         ErrorType.ASSERTION,
-        f"app.{ZONE} A answers differ: missing 10.20.0.3; unexpected 10.20.0.2",
+        f"app.{ZONE} A answers differ: missing 127.0.20.3; unexpected 127.0.20.2",
     )
-    assert sorted(details_of(result)["answers"]) == ["10.20.0.1", "10.20.0.2"]
+    assert sorted(details_of(result)["answers"]) == ["127.0.20.1", "127.0.20.2"]
 
 
 async def test_contains_missing_value(server: Dnsmasq, ctx: ProbeContext) -> None:
     """expect.contains fails when one of its values is not among the answers."""
-    result = await ask(server.address, f"{{name: app.{ZONE}}}", ctx, expect="{contains: 10.9.9.9}")
+    result = await ask(server.address, f"{{name: app.{ZONE}}}", ctx, expect="{contains: 127.9.9.9}")
     assert error_of(result) == (
         ErrorType.ASSERTION,
-        f"app.{ZONE} A answers do not include 10.9.9.9",
+        f"app.{ZONE} A answers do not include 127.9.9.9",
     )
 
 
@@ -228,7 +230,7 @@ def _short(query: dns.message.Message, wire: bytes) -> bytes:
 
 
 def _cut(query: dns.message.Message, wire: bytes) -> bytes:
-    full = reply_with(answer=[f"{query.question[0].name} 60 IN A 10.1.1.1"])(query, wire)
+    full = reply_with(answer=[f"{query.question[0].name} 60 IN A 127.1.1.1"])(query, wire)
     assert full is not None
     return full[:-3]  # the record's address is cut short
 
@@ -322,7 +324,7 @@ async def test_tcp_server_closing_mid_answer(ctx: ProbeContext) -> None:
 
 async def test_slow_answer_breaks_max_latency(ctx: ProbeContext) -> None:
     """An answer slower than expect.max_latency is latency, not timeout."""
-    good = reply_with(answer=[f"app.{ZONE}. 60 IN A 10.1.1.1"])
+    good = reply_with(answer=[f"app.{ZONE}. 60 IN A 127.1.1.1"])
     async with fault_server(good, delay=0.15) as (address, _):
         result = await ask(address, f"{{name: app.{ZONE}}}", ctx, expect="{max_latency: 50ms}")
     error_type, message = error_of(result)
@@ -333,7 +335,7 @@ async def test_slow_answer_breaks_max_latency(ctx: ProbeContext) -> None:
 async def test_fuzzed_replies_never_crash_the_probe(ctx: ProbeContext) -> None:
     """Random bytes and randomly damaged answers always get a classified error, never internal."""
     rng = random.Random(5)
-    good = reply_with(answer=[f"app.{ZONE}. 60 IN A 10.1.1.1", f"app.{ZONE}. 60 IN A 10.1.1.2"])
+    good = reply_with(answer=[f"app.{ZONE}. 60 IN A 127.1.1.1", f"app.{ZONE}. 60 IN A 127.1.1.2"])
 
     def damaged(query: dns.message.Message, wire: bytes) -> bytes:
         reply = bytearray(good(query, wire) or b"")
@@ -387,12 +389,12 @@ def system_check(query: str, **opts: Any) -> DnsCheck:
 @pytest.mark.parametrize(
     ("address", "server"),
     [
-        ("10.0.0.53", ("10.0.0.53", 53)),
+        ("127.0.0.53", ("127.0.0.53", 53)),
         ("ns1.example.invalid", ("ns1.example.invalid", 53)),
         ("ns1.example.invalid:5353", ("ns1.example.invalid", 5353)),
-        ("2001:db8::53", ("2001:db8::53", 53)),
-        ("[2001:db8::53]", ("2001:db8::53", 53)),
-        ("[2001:db8::53]:5353", ("2001:db8::53", 5353)),
+        ("::1", ("::1", 53)),
+        ("[::1]", ("::1", 53)),
+        ("[::1]:5353", ("::1", 5353)),
     ],
 )
 def test_server_address_forms(address: str, server: tuple[str, int]) -> None:
@@ -417,7 +419,7 @@ async def test_system_resolver_answers(system_ctx: tuple[ProbeContext, str]) -> 
     assert result.status is Status.UP, result.nodes[0].error
     node = result.nodes[0]
     assert (node.name, node.target) == ("system", "system")
-    assert sorted(details_of(result)["answers"]) == ["10.20.0.1", "10.20.0.2"]
+    assert sorted(details_of(result)["answers"]) == ["127.0.20.1", "127.0.20.2"]
     assert details_of(result)["server"] == f"system ({host})"
 
 

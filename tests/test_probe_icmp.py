@@ -82,7 +82,7 @@ def test_max_loss_forms(written: object, rate: float) -> None:
 
 def test_icmp_defaults() -> None:
     """Three echoes half a second apart, each waiting a second: within the default timeout."""
-    check = icmp_check("[{name: a, host: 2001:db8::1}]")
+    check = icmp_check("[{name: a, host: '::1'}]")
     assert (check.count, check.echo_interval, check.reply_timeout) == (3, 0.5, 1.0)
     assert check.expect.max_loss is None
 
@@ -473,9 +473,9 @@ def test_no_route(pair: Pair, config_dir: Path) -> None:
     ("target", "destination"),
     [
         ("127.0.0.1", {"address": "127.0.0.1"}),
-        ("2001:db8::1", {"address": "2001:db8::1"}),  # not "2001:db8:" port 1
+        ("::1", {"address": "::1"}),  # not ":" port 1
         ("app-1.example.invalid", {"address": "app-1.example.invalid"}),
-        ("[2001:db8::53]:5353", {"address": "2001:db8::53", "port": 5353}),
+        ("[::1]:5353", {"address": "::1", "port": 5353}),
         ("ns1.example.invalid:53", {"address": "ns1.example.invalid", "port": 53}),
         ("system", None),  # dns's system resolver: the node's name stands in for a target
     ],

@@ -325,7 +325,7 @@ def pg_error(sqlstate: bytes, message: bytes) -> bytes:
 
 async def test_mysql_host_not_allowed_is_alive(ctx: ProbeContext) -> None:
     """MySQL's "Host is not allowed to connect" (1130) is an answer: up, with the error."""
-    refusal = mysql_error(1130, b"Host '10.1.2.3' is not allowed to connect to this server")
+    refusal = mysql_error(1130, b"Host '127.0.0.2' is not allowed to connect to this server")
     async with scripted_peer(refusal) as address:
         details = up(await run(ctx, "mysql", address))
     assert details["error_code"] == 1130
