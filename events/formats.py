@@ -21,14 +21,18 @@ SEVERITY = {"critical": 2, "error": 3, "warning": 4, "info": 6, "debug": 7}
 CEF_SEVERITY = {"debug": 1, "info": 3, "warning": 6, "error": 8, "critical": 10}
 
 
+def without_surrogates(text: str) -> str:
+    """A lone surrogate (bytes that were not UTF-8, decoded with surrogateescape) becomes
+    U+FFFD, so that the text can be encoded as UTF-8 instead of failing the whole event."""
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
 def utf8(text: str) -> bytes:
-    """Valid UTF-8 whatever the text holds: a lone surrogate (bytes that were not UTF-8,
-    decoded with surrogateescape) becomes U+FFFD instead of failing the whole event."""
+    """Valid UTF-8 whatever the text holds (see without_surrogates)."""
     try:
         return text.encode("utf-8")
     except UnicodeEncodeError:
-        fixed = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-        return fixed.encode("utf-8", "replace")
+        return without_surrogates(text).encode("utf-8", "replace")
 
 
 def scrub_each(values: list[Any], scrub: Callable[[str], str]) -> list[str]:

@@ -25,6 +25,7 @@ import structlog
 
 from engine.result import CheckResult
 from events.ecs import ECS_VERSION, attempt_events, check_event, failover_event
+from events.formats import without_surrogates
 from events.outputs import Output, Problem
 from events.outputs.stream import StreamSink
 from events.redact import Scrubber
@@ -187,7 +188,7 @@ def _dumps(obj: Any) -> str:
         return orjson.dumps(obj, default=str).decode()
     except (orjson.JSONEncodeError, TypeError):
         text = json.dumps(obj, ensure_ascii=False, default=str, separators=(",", ":"))
-        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        return without_surrogates(text)
 
 
 _pipeline: Pipeline | None = None

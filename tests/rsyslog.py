@@ -13,14 +13,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.ports import free_port
+
 RSYSLOGD = "/usr/sbin/rsyslogd"
 INSTALL_HINT = "run `scripts/install-test-deps.sh .venv` as root (or `make deps`)"
-
-
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

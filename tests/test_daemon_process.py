@@ -26,15 +26,10 @@ import pytest
 from simulator import Mode, Simulator
 from simulator.http_node import SimHttpNode
 from tests.event_schema import validate
+from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 INSTALL_HINT = "run `scripts/install-test-deps.sh .venv` as root (or `make deps`)"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def start_probed(

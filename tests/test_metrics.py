@@ -4,8 +4,84 @@ exactly as prometheus_client would write them."""
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Mapping
 
-from web.metrics import Metrics, _CheckView, _Reading, _render, reference_render
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from web.metrics import _ATTEMPTS, _RUNS, Metrics, _CheckView, _counter, _Reading, _render, _Tables
+
+# --- the oracle: every family through prometheus_client, as /metrics once was ----------
+
+
+def reference_render(tables: _Tables) -> bytes:
+    """The same page with every family through prometheus_client (tests compare)."""
+
+    class _All(Collector):
+        def collect(self) -> Iterator[Metric]:
+            yield from _node_families(tables.readings)
+            yield from _check_families(tables.checks)
+            yield _counter(*_RUNS, tables.runs)
+            yield _counter(*_ATTEMPTS, tables.attempts)
+            yield from tables.collect()
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_All())
+    return generate_latest(registry)
+
+
+def _node_families(readings: Mapping[tuple[str, str], _Reading]) -> Iterator[Metric]:
+    labels = ["check", "node"]
+    success = GaugeMetricFamily(
+        "probe_success", "1 if the node answered as expected", labels=labels
+    )
+    duration = GaugeMetricFamily(
+        "probe_duration_seconds",
+        "Seconds spent on the node in its last run, all attempts",
+        labels=labels,
+    )
+    status = GaugeMetricFamily(
+        "probe_http_status_code", "HTTP status of the last attempt", labels=labels
+    )
+    phases = GaugeMetricFamily(
+        "probe_http_duration_seconds",
+        "Seconds per phase of the last attempt",
+        labels=[*labels, "phase"],
+    )
+    expiry = GaugeMetricFamily(
+        "probe_ssl_earliest_cert_expiry", "Unix time the peer's certificate expires", labels=labels
+    )
+    for key, reading in readings.items():
+        success.add_metric(key, 1 if reading.success else 0)
+        duration.add_metric(key, reading.duration)
+        if reading.status_code is not None:
+            status.add_metric(key, reading.status_code)
+        for phase, seconds in reading.phases:
+            phases.add_metric((*key, phase), seconds)
+        if reading.cert_expiry is not None:
+            expiry.add_metric(key, reading.cert_expiry)
+    yield from (success, duration, status, phases, expiry)
+
+
+def _check_families(checks: Mapping[str, _CheckView]) -> Iterator[Metric]:
+    state = GaugeMetricFamily(
+        "hotline_probe_check_state",
+        "1 for the check's hard state (one series per check)",
+        labels=["check", "state"],
+    )
+    flapping = GaugeMetricFamily(
+        "hotline_probe_check_flapping", "1 while the check flaps", labels=["check"]
+    )
+    active = GaugeMetricFamily(
+        "hotline_probe_active_node", "1 for the node serving the check", labels=["check", "node"]
+    )
+    for check, view in checks.items():
+        state.add_metric((check, view.state), 1)
+        flapping.add_metric((check,), 1 if view.flapping else 0)
+        if view.active_node is not None:
+            active.add_metric((check, view.active_node), 1)
+    yield from (state, flapping, active)
 
 
 def tables_with(readings: int) -> Metrics:

@@ -12,7 +12,6 @@ import base64
 import contextlib
 import json
 import os
-import socket
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -28,6 +27,7 @@ from engine.runner import run_check
 from probes.base import ErrorType, ProbeContext, attempt_marks
 from simulator import Mode, SimHttpNode, Simulator
 from tests.cli_run import probe
+from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 TINYPROXY = "/usr/bin/tinyproxy"
@@ -38,13 +38,6 @@ USER, PASSWORD = "hotline", "canary-proxy-pw-7d2e"
 async def sim() -> AsyncIterator[Simulator]:
     async with Simulator() as simulator:
         yield simulator
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 StartProxy = Callable[..., Awaitable[str]]

@@ -34,6 +34,7 @@ from probes.tcp_protocols import CONVERSATIONS
 from simulator import Simulator
 from simulator.certs import CertAuthority
 from simulator.tcp_node import GREETINGS
+from tests.ports import free_port
 
 MAX_READ = 4096
 
@@ -81,12 +82,6 @@ def require_service(port: int, name: str) -> str:
             "run `bash scripts/start-services.sh`"
         )
     return f"127.0.0.1:{port}"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_every_protocol_has_a_conversation() -> None:
