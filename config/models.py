@@ -320,6 +320,22 @@ def _one_line(value: SecretStr) -> SecretStr:
 
 HeaderValue = Annotated[Secret, AfterValidator(_one_line)]
 
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 field names
+
+
+def _header_name(name: str) -> str:
+    # Written into the request as it stands: a space, colon or line break would forge
+    # a header or end the request head early.
+    if not _TOKEN.fullmatch(name):
+        raise ValueError(
+            f"{name!r} is not a header name (letters, digits and !#$%&'*+-.^_`|~ only)"
+        )
+    return name
+
+
+HeaderName = Annotated[str, AfterValidator(_header_name)]
+Headers = dict[HeaderName, HeaderValue]
+
 
 class ProxyOptions(Model):
     """The forward proxy an HTTP check goes through (``proxy:``)."""
@@ -456,7 +472,7 @@ class HttpCheckBase(CheckBase):
 
     nodes: list[HttpNode] = Field(min_length=1)
     method: Literal["GET", "HEAD", "POST", "PUT", "OPTIONS"] = "GET"
-    headers: dict[str, HeaderValue] = Field(default_factory=dict)
+    headers: Headers = Field(default_factory=dict)
     """Every header value is treated as a secret (Authorization, tokens, cookies)."""
     body: WithReferences | None = None
     """Request body, for example a SOAP envelope for a WebService interface; references
@@ -623,7 +639,7 @@ class HttpSource(Model):
     url: HttpUrl
     field: Annotated[str, StringConstraints(min_length=1)]
     """Dotted path into the JSON body (``data.last_callback_at``, ``items.0.time``)."""
-    headers: dict[str, HeaderValue] = Field(default_factory=dict)
+    headers: Headers = Field(default_factory=dict)
     timezone: TimeZoneName = "UTC"
     max_body_bytes: int = Field(1 * MiB, ge=0, le=64 * MiB)
 

@@ -287,6 +287,22 @@ checks:
     assert "canary-line" not in message
 
 
+@pytest.mark.parametrize("name", ["X Token", "X-Token:", "X-Token\\r\\nX-Evil"])
+def test_header_names_must_be_tokens(name: str) -> None:
+    """A header name is written into the request as it stands; one that would forge a
+    header or end the head is refused, and the message names it."""
+    with pytest.raises(ConfigError) as raised:
+        parse_config(f"""
+checks:
+  - name: web
+    kind: http
+    headers: {{"{name}": v}}
+    nodes: [{{name: a, url: "http://a.invalid/"}}]
+""")
+    assert "checks[0].headers" in str(raised.value)
+    assert "is not a header name" in str(raised.value)
+
+
 @pytest.mark.parametrize(
     "url", ["https://ops:canary-pw-1/x@a.invalid/", "https://ops:canary-pw-1@[a.invalid/"]
 )
