@@ -2,32 +2,43 @@
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from collections.abc import Iterator, Mapping
 
-from probes import freshness, http, proxy, tcp, tls
-from probes.base import Observation, Probe, ProbeContext
+from probes.base import Probe
 
-
-# dnspython and icmplib are imported with the first check of their kind: a config
-# without such a check does not pay for them at start-up (dnspython alone costs 30 ms).
-async def _dns(check: Any, node: Any, ctx: ProbeContext) -> Observation:
-    from probes import dns
-
-    return await dns.probe(check, node, ctx)
-
-
-async def _icmp(check: Any, node: Any, ctx: ProbeContext) -> Observation:
-    from probes import icmp
-
-    return await icmp.probe(check, node, ctx)
-
-
-PROBES: dict[str, Probe] = {
-    "http": http.probe,
-    "proxy": proxy.probe,
-    "tcp": tcp.probe,
-    "tls": tls.probe,
-    "freshness": freshness.probe,
-    "dns": _dns,
-    "icmp": _icmp,
+# Each kind's module is imported with the first check of that kind, so a run pays only
+# for the kinds its config uses: aiohttp (freshness, and http over TLS or a proxy),
+# dnspython and icmplib each cost tens of milliseconds that `probe --all` over plain
+# HTTP checks need not spend.
+_MODULES = {
+    "http": "probes.http",
+    "proxy": "probes.proxy",
+    "tcp": "probes.tcp",
+    "tls": "probes.tls",
+    "freshness": "probes.freshness",
+    "dns": "probes.dns",
+    "icmp": "probes.icmp",
 }
+
+
+class _Registry(Mapping[str, Probe]):
+    def __init__(self, modules: Mapping[str, str]) -> None:
+        self._modules = dict(modules)
+        self._loaded: dict[str, Probe] = {}
+
+    def __getitem__(self, kind: str) -> Probe:
+        probe = self._loaded.get(kind)
+        if probe is None:
+            module = importlib.import_module(self._modules[kind])  # KeyError: no such kind
+            probe = self._loaded[kind] = module.probe
+        return probe
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._modules)
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+
+PROBES: Mapping[str, Probe] = _Registry(_MODULES)

@@ -238,7 +238,7 @@ class ProbeContext:
     @property
     def session(self) -> aiohttp.ClientSession:
         if self._session is None:
-            from probes.http import new_session  # the session exists for HTTP probes
+            from probes.http_client import new_session  # made for the first aiohttp request
 
             self._session = new_session(self.resolver)
         return self._session

@@ -34,7 +34,8 @@ from config.models import (
 from engine.clock import rfc3339
 from probes import freshness_sql
 from probes.base import ErrorType, Observation, ProbeContext, ProbeFailure, attempt_marks
-from probes.http_common import client_failure, json_document, lookup, read_body, short
+from probes.http_client import client_failure, read_body
+from probes.http_common import json_document, lookup, short
 from probes.timestamps import NotATimestamp, to_utc
 
 Reading = tuple[datetime, dict[str, Any]]

@@ -1,56 +1,88 @@
 """HTTP pieces shared by the kinds that read an HTTP answer (http, proxy, freshness's
-http source): the capped body, a JSON document and its fields, and what a failed
-request means."""
+http source), whichever client carried the request: the capped body, a JSON document
+and its fields, the User-Agent. Nothing here imports aiohttp (see probes/http_plain.py).
+"""
 
 from __future__ import annotations
 
+import functools
 import json
-import ssl
 import zlib
+from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
-
 from probes.base import ErrorType, ProbeFailure
-from probes.net import RESET, os_failure
-from probes.tls_common import ssl_failure
 
-_CHUNK = 64 * 1024
 _COMPRESSED = frozenset({"gzip", "x-gzip", "deflate"})
 
 
-async def read_body(response: aiohttp.ClientResponse, limit: int) -> bytes:
-    """At most ``limit`` bytes of body, decompressed; never more in memory than that.
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What the server said, whichever client carried the request."""
 
-    The session does not decompress (a 30 KB gzip bomb inflates to gigabytes), so gzip
-    and deflate are inflated here, chunk by chunk, with the cap applied to the output.
+    status: int
+    reason: str
+    version: str | None  # "1.1"
+    body: bytes
+    details: dict[str, Any] = field(default_factory=dict)  # the certificate's, over TLS
+    warnings: tuple[str, ...] = ()
+
+
+class CappedBody:
+    """A body collected up to ``limit`` bytes, gzip and deflate inflated on the way.
+
+    Neither client decompresses on its own (a 30 KB gzip bomb inflates to gigabytes):
+    the body is inflated here, piece by piece as it arrives, with the cap applied to
+    the output, so a probe never holds more than ``limit`` bytes of it.
     """
-    declared = response.content_length
-    encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+
+    def __init__(self, limit: int, encoding: str | None) -> None:
+        self.limit = limit
+        self.encoding = (encoding or "identity").strip().lower()
+        self._inflater = zlib.decompressobj(wbits=47) if self.encoding in _COMPRESSED else None
+        self._chunks: list[bytes] = []
+        self._size = 0
+
+    @property
+    def inflating(self) -> bool:
+        return self._inflater is not None
+
+    def feed(self, raw: bytes) -> None:
+        """Take the next piece as it came off the wire; BODY_TOO_LARGE past the cap."""
+        inflater = self._inflater
+        if inflater is None:
+            chunk = raw
+        else:
+            try:
+                # Never more output than one byte past the cap (size <= limit here, so
+                # the bound is at least 1: zlib reads 0 as "no bound").
+                chunk = inflater.decompress(raw, self.limit + 1 - self._size)
+            except zlib.error as exc:
+                raise ProbeFailure(
+                    ErrorType.PROTOCOL, f"{self.encoding} body is corrupt: {exc}"
+                ) from None
+        self._size += len(chunk)
+        if self._size > self.limit or (inflater is not None and inflater.unconsumed_tail):
+            raise _too_large(self.limit)
+        self._chunks.append(chunk)
+
+    def finish(self) -> bytes:
+        """The whole body, once the answer has ended."""
+        if self._inflater is not None:
+            tail = self._inflater.flush()
+            if self._size + len(tail) > self.limit:
+                raise _too_large(self.limit)
+            self._chunks.append(tail)
+        return b"".join(self._chunks)
+
+
+def check_announced(declared: int | None, limit: int) -> None:
+    """Refuse a body whose Content-Length is over the cap before reading any of it."""
     if declared is not None and declared > limit:
         raise ProbeFailure(
             ErrorType.BODY_TOO_LARGE,
             f"body of {declared} bytes announced, the check reads at most {limit}",
         )
-    inflater = zlib.decompressobj(wbits=47) if encoding in _COMPRESSED else None
-    if inflater is None and declared is not None:
-        return await response.read()  # aiohttp stops at Content-Length, already under the cap
-    chunks: list[bytes] = []
-    size = 0
-    async for raw in response.content.iter_chunked(_CHUNK):
-        try:
-            chunk = inflater.decompress(raw, limit + 1 - size) if inflater else raw
-        except zlib.error as exc:
-            raise ProbeFailure(ErrorType.PROTOCOL, f"{encoding} body is corrupt: {exc}") from None
-        size += len(chunk)
-        if size > limit or (inflater is not None and inflater.unconsumed_tail):
-            raise _too_large(limit)
-        chunks.append(chunk)
-    if inflater is not None:
-        chunks.append(tail := inflater.flush())
-        if size + len(tail) > limit:
-            raise _too_large(limit)
-    return b"".join(chunks)
 
 
 def _too_large(limit: int) -> ProbeFailure:
@@ -90,35 +122,12 @@ def short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def client_failure(exc: aiohttp.ClientError | ssl.SSLError) -> ProbeFailure:
-    """What a request that failed without an answer means (TLS, DNS, the connection)."""
-    # aiohttp's TLS errors are ssl.SSLError subclasses too: unwrapped first.
-    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-        return ssl_failure(exc.certificate_error)
-    if isinstance(exc, aiohttp.ClientConnectorSSLError):
-        return ssl_failure(exc.os_error if isinstance(exc.os_error, ssl.SSLError) else exc)
-    if isinstance(exc, ssl.SSLError):
-        return ssl_failure(exc)
-    failure = ProbeFailure
-    if isinstance(exc, aiohttp.ClientConnectorDNSError):
-        return failure(ErrorType.DNS, f"cannot resolve {exc.host}: {exc.os_error.strerror}")
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return os_failure(exc.os_error, f"{exc.host}:{exc.port}")
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return failure(ErrorType.CONNECTION_RESET, "server closed the connection without answering")
-    if isinstance(exc, aiohttp.ClientOSError) and exc.errno in RESET:
-        return failure(ErrorType.CONNECTION_RESET, "connection reset during the exchange")
-    if isinstance(exc, ConnectionResetError):
-        return failure(ErrorType.CONNECTION_RESET, "connection reset during the exchange")
-    if isinstance(exc, aiohttp.ClientPayloadError):
-        return failure(ErrorType.CONNECTION_RESET, f"response body cut short: {_cause(exc)}")
-    if isinstance(exc, aiohttp.TooManyRedirects):
-        return failure(ErrorType.PROTOCOL, "too many redirects")
-    if isinstance(exc, aiohttp.ClientResponseError):
-        return failure(ErrorType.PROTOCOL, f"not a valid HTTP response: {exc.message}")
-    return failure(ErrorType.CONNECTION, f"{type(exc).__name__}: {exc}")
+@functools.cache
+def user_agent() -> str:
+    """Who is asking, as a server's access log should show it (both clients send it)."""
+    from importlib.metadata import PackageNotFoundError, version
 
-
-def _cause(exc: BaseException) -> str:
-    cause = exc.__cause__ or exc.__context__
-    return type(cause).__name__ if cause else str(exc)
+    try:
+        return f"hotline-probe/{version('hotline-probe')}"
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "hotline-probe"

@@ -16,8 +16,6 @@ import socket
 import threading
 from typing import Any
 
-from aiohttp.abc import AbstractResolver, ResolveResult
-
 AddrInfo = list[tuple[Any, ...]]
 
 
@@ -79,32 +77,3 @@ def _deliver(
 
     with contextlib.suppress(RuntimeError):  # the loop closed while the lookup ran
         loop.call_soon_threadsafe(settle)
-
-
-class AiohttpResolver(AbstractResolver):
-    """aiohttp's resolver interface over ``Resolver``."""
-
-    def __init__(self, resolver: Resolver) -> None:
-        self._resolver = resolver
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        infos = await self._resolver.getaddrinfo(
-            host, port, family=family, flags=socket.AI_ADDRCONFIG
-        )
-        return [
-            ResolveResult(
-                hostname=host,
-                host=address[0],
-                port=address[1],
-                family=info_family,
-                proto=proto,
-                flags=socket.AI_NUMERICHOST | socket.AI_NUMERICSERV,
-            )
-            for info_family, _, proto, _, address in infos
-            if info_family in (socket.AF_INET, socket.AF_INET6)
-        ]
-
-    async def close(self) -> None:
-        pass

@@ -20,8 +20,9 @@ from config.load import parse_config
 from config.models import HttpCheck
 from probes import http
 from probes.base import ErrorType, ProbeContext, ProbeFailure
+from probes.http_common import user_agent
 
-URL = "http://api.invalid/health"
+URL = "https://api.invalid/health"  # https: aioresponses stands in for aiohttp, which carries TLS
 
 
 @pytest.fixture
@@ -123,6 +124,8 @@ async def test_post_sends_body_and_headers(mocked: aioresponses, ctx: ProbeConte
         "SOAPAction": "urn:hb",
         "X-Token": "canary-77",
         "Accept-Encoding": "identity",
+        "User-Agent": user_agent(),
+        "Accept": "*/*",
     }
 
 

@@ -1,0 +1,286 @@
+"""Plain ``http://`` straight to the node: one HTTP/1.1 exchange on a fresh connection.
+
+Most probes are plain requests to a node's health URL, repeated for every check every
+interval. aiohttp's client spends about four times the CPU of this path on each one
+(bench/: about 365 µs against 90 µs per loopback request), on machinery a probe does
+not use: pooling, cookies, redirects, streaming readers, tracing. Here the request is
+written in one piece and the answer is parsed by httptools (the llhttp parser that
+Node.js uses) as it arrives, the body capped and inflated on the way (CappedBody). TLS,
+a forward proxy, redirects and HEAD stay with aiohttp (probes/http_client.py).
+
+Failures are named as the aiohttp path names them: the same error types, and the same
+words where the fault is the same.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import functools
+from dataclasses import dataclass
+
+import httptools
+from yarl import URL
+
+from config.models import HttpCheckBase, HttpNode
+from engine.clock import Clock
+from probes.base import ErrorType, ProbeContext, ProbeFailure
+from probes.http_common import Answer, CappedBody, check_announced
+from probes.net import RESET, os_failure, resolve
+
+HEAD_LIMIT = 64 * 1024
+"""Most bytes of status line and headers read before the answer is refused: llhttp
+sets no bound of its own, and a peer that sends headers for ever must not get memory
+for ever. (aiohttp allows 8190 bytes per line; real answers are far below either.)"""
+
+# Headers this client writes itself, whatever the check says.
+_OWN = frozenset({"content-length", "transfer-encoding", "connection"})
+_NOT_FOLLOWED = frozenset({"HEAD", "CONNECT"})  # answers without a body llhttp can tell
+
+
+def suits(check: HttpCheckBase, node: HttpNode) -> bool:
+    """Whether this path can carry the check's request exactly as aiohttp would."""
+    return (
+        node.url[:5].lower() == "http:"
+        and check.proxy is None
+        and not check.follow_redirects
+        and check.method not in _NOT_FOLLOWED
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    host: str  # to resolve: IDNA-encoded, no brackets
+    port: int
+    where: str  # host:port, as messages name it
+    path: str  # the request target: path and query, percent-encoded
+    host_header: str
+    authorization: str | None  # Basic, from credentials written in the URL
+
+
+@functools.lru_cache(maxsize=16384)
+def _target(url: str) -> _Target:
+    # Parsed once per URL, not per attempt; yarl quotes the path as aiohttp would.
+    parsed = URL(url)
+    host = parsed.raw_host or ""
+    port = parsed.port or 80
+    bracketed = f"[{host}]" if ":" in host else host
+    authorization = None
+    if parsed.user is not None:
+        pair = f"{parsed.user}:{parsed.password or ''}".encode()
+        authorization = "Basic " + base64.b64encode(pair).decode("ascii")
+    return _Target(
+        host=host,
+        port=port,
+        where=f"{bracketed}:{port}",
+        path=parsed.raw_path_qs or "/",
+        host_header=bracketed if port == 80 else f"{bracketed}:{port}",
+        authorization=authorization,
+    )
+
+
+def _request(check: HttpCheckBase, target: _Target, headers: dict[str, str]) -> bytes:
+    body = check.body.encode() if check.body is not None else None
+    own = {name.lower() for name in headers}
+    lines = [f"{check.method} {target.path} HTTP/1.1"]
+    if "host" not in own:  # a check may name a virtual host on an address URL
+        lines.append(f"Host: {target.host_header}")
+    lines += [f"{name}: {value}" for name, value in headers.items() if name.lower() not in _OWN]
+    if target.authorization is not None and "authorization" not in own:
+        lines.append(f"Authorization: {target.authorization}")
+    if body is not None:
+        if "content-type" not in own:
+            lines.append("Content-Type: application/octet-stream")
+        lines.append(f"Content-Length: {len(body)}")
+    lines.append("Connection: close")
+    head = ("\r\n".join(lines) + "\r\n\r\n").encode()
+    return head + body if body else head
+
+
+async def exchange(
+    check: HttpCheckBase,
+    node: HttpNode,
+    headers: dict[str, str],
+    ctx: ProbeContext,
+    marks: dict[str, float],
+) -> Answer:
+    """Resolve, connect, send, read the answer; the connection is dropped after it."""
+    target = _target(node.url)
+    request = _request(check, target, headers)
+    addresses = await resolve(target.host, target.port, ctx)
+    loop = asyncio.get_running_loop()
+    reader = _Reader(loop, ctx.clock, marks, check.max_body_bytes, target.where)
+    marks["connect_start"] = ctx.clock.monotonic()
+    last: OSError | None = None
+    for family, address in addresses:
+        try:
+            transport, _ = await loop.create_connection(
+                lambda: reader, address, target.port, family=family
+            )
+            break
+        except OSError as exc:  # the next address, as aiohttp and browsers do
+            last = exc
+    else:
+        assert last is not None
+        raise os_failure(last, target.where) from None
+    marks["connect_end"] = ctx.clock.monotonic()
+    try:
+        transport.write(request)
+        marks["sent"] = ctx.clock.monotonic()
+        return await reader.answer
+    finally:
+        transport.abort()  # answered, failed or timed out: the attempt is over
+
+
+class _Reader(asyncio.Protocol):
+    """Feeds what arrives to httptools and settles ``answer`` once, either way."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        clock: Clock,
+        marks: dict[str, float],
+        limit: int,
+        where: str,
+    ) -> None:
+        self.answer: asyncio.Future[Answer] = loop.create_future()
+        self._parser = httptools.HttpResponseParser(self)
+        self._clock = clock
+        self._marks = marks
+        self._limit = limit
+        self._where = where
+        self._head_bytes = 0
+        self._reset_message()
+
+    def _reset_message(self) -> None:
+        self._reason: list[bytes] = []
+        self._status = 0
+        self._headers_done = False
+        self._interim = False
+        self._declared: int | None = None
+        self._chunked = False
+        self._encoding: str | None = None
+        self._body: CappedBody | None = None
+        self._received = 0
+
+    # -- asyncio.Protocol ----------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        if self.answer.done():
+            return
+        self._marks.setdefault("first_byte", self._clock.monotonic())
+        if not self._headers_done:
+            self._head_bytes += len(data)
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            # 101 Switching Protocols: the answer is complete; the status judges it.
+            self._complete()
+        except httptools.HttpParserCallbackError as exc:
+            failure = exc.__context__ or exc.__cause__
+            if isinstance(failure, ProbeFailure):
+                self._fail(failure)
+            else:  # a bug of ours inside a callback: the runner reports it as internal
+                self._settle_exception(failure or exc)
+        except httptools.HttpParserError as exc:
+            self._fail(ProbeFailure(ErrorType.PROTOCOL, f"not a valid HTTP response: {exc}"))
+        else:
+            if not self._headers_done and self._head_bytes > HEAD_LIMIT:
+                self._fail(
+                    ProbeFailure(
+                        ErrorType.PROTOCOL,
+                        f"not a valid HTTP response: no end of headers in {HEAD_LIMIT} bytes",
+                    )
+                )
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.answer.done():
+            return
+        if self._headers_done:
+            if exc is None and self._declared is None and not self._chunked:
+                self._complete()  # no length given: the body ends where the connection does
+                return
+            if exc is None:
+                how = "the server closed the connection"
+            else:
+                how = "connection reset" if _is_reset(exc) else f"{type(exc).__name__}: {exc}"
+            got = f"after {self._received} of {self._declared} bytes" if self._declared else ""
+            message = f"response body cut short {got}".rstrip() + f": {how}"
+            self._fail(ProbeFailure(ErrorType.CONNECTION_RESET, message))
+        elif exc is None:
+            self._fail(
+                ProbeFailure(
+                    ErrorType.CONNECTION_RESET, "server closed the connection without answering"
+                )
+            )
+        elif isinstance(exc, OSError):
+            kind = ErrorType.CONNECTION_RESET if _is_reset(exc) else None
+            self._fail(os_failure(exc, self._where, during="during the exchange", kind=kind))
+        else:
+            self._fail(ProbeFailure(ErrorType.CONNECTION, f"{type(exc).__name__}: {exc}"))
+
+    # -- httptools callbacks (a ProbeFailure raised here ends the answer) ----------
+
+    def on_status(self, status: bytes) -> None:
+        self._reason.append(status)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        lowered = name.lower()
+        if lowered == b"content-length":
+            self._declared = int(value)  # llhttp has refused anything but digits
+        elif lowered == b"transfer-encoding":
+            self._chunked = b"chunked" in value.lower()
+        elif lowered == b"content-encoding":
+            self._encoding = value.decode("latin-1")
+
+    def on_headers_complete(self) -> None:
+        self._status = self._parser.get_status_code()
+        if 100 <= self._status < 200 and self._status != 101:
+            self._interim = True  # 100 Continue, 103 Early Hints: the answer follows
+            return
+        self._headers_done = True
+        check_announced(self._declared, self._limit)
+        self._body = CappedBody(self._limit, self._encoding)
+
+    def on_body(self, body: bytes) -> None:
+        assert self._body is not None
+        self._received += len(body)
+        self._body.feed(body)
+
+    def on_message_complete(self) -> None:
+        if self._interim:
+            self._reset_message()
+            return
+        self._complete()
+
+    # -- settling ------------------------------------------------------------------
+
+    def _complete(self) -> None:
+        if self.answer.done():
+            return
+        self._marks["end"] = self._clock.monotonic()
+        try:
+            body = self._body.finish() if self._body is not None else b""
+        except ProbeFailure as failure:
+            self._fail(failure)
+            return
+        self.answer.set_result(
+            Answer(
+                status=self._status or self._parser.get_status_code(),
+                reason=b"".join(self._reason).decode("latin-1"),
+                version=self._parser.get_http_version(),
+                body=body,
+            )
+        )
+
+    def _fail(self, failure: ProbeFailure) -> None:
+        self._settle_exception(failure)
+
+    def _settle_exception(self, exc: BaseException) -> None:
+        if not self.answer.done():
+            self.answer.set_exception(exc)
+
+
+def _is_reset(exc: BaseException) -> bool:
+    # asyncio's own "Connection lost" carries no errno: a reset all the same.
+    return isinstance(exc, ConnectionError) or getattr(exc, "errno", None) in RESET
