@@ -166,3 +166,28 @@ async def test_health_follows_the_loop(clock: ManualClock) -> None:
         await clock.advance(5)
         assert scheduler.healthy(clock.monotonic())
     assert not scheduler.healthy(clock.monotonic())
+
+
+async def test_wake_ups_are_coalesced_and_no_run_starts_more_than_that_late(
+    clock: ManualClock,
+) -> None:
+    """1,000 spread jobs: the loop wakes at most once per COALESCE, starting what fell
+    due meanwhile together, and no run starts before its plan or more than COALESCE
+    after it."""
+    from engine.schedule import COALESCE
+
+    recorder = Recorder(clock)
+    scheduler = make(clock, recorder, concurrency=2000)
+    start = clock.monotonic()
+    jobs = [Job(f"check-{i}", 10.0) for i in range(1000)]
+    scheduler.set_jobs(jobs)
+    async with running(scheduler):
+        await clock.advance(10.0 + COALESCE)  # the last first run may be that late
+    planned = {job.key: start + splay(job.key, 10.0) for job in jobs}
+    firsts = {key: times[0] for key, times in recorder.starts.items()}
+    assert len(firsts) == 1000
+    late = [firsts[key] - planned[key] for key in firsts]
+    assert min(late) >= 0
+    assert max(late) <= COALESCE + 1e-9
+    assert len(set(firsts.values())) <= 10.0 / COALESCE + 1  # wake-ups, not one per run
+    assert max(recorder.lateness) <= COALESCE + 1e-9
