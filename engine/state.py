@@ -170,6 +170,7 @@ class StateTracker:
             checks[check.name] = entry
         self._checks = checks
         self._config = {check.name: check for check in config.checks}
+        self._counts = self._recount()
 
     def node_order(self, check: str) -> list[str]:
         """Node names to try: the active node first, then the rest in config order."""
@@ -210,7 +211,11 @@ class StateTracker:
         if entry.unreachable_because:
             soft = CheckStatus.UNREACHABLE
         flap = _update_flapping(entry, soft)
+        hard_before = entry.track.hard
         previous = entry.track.step(soft, now, check)
+        if entry.track.hard != hard_before:  # the first run's baseline moves it too
+            self._counts[hard_before] -= 1
+            self._counts[entry.track.hard] += 1
 
         def make(action: str, old: str | None, new: str | None, why: str, **kw: Any) -> Transition:
             return Transition(result.name, action, old, new, why, result.check_group, now, **kw)
@@ -270,8 +275,14 @@ class StateTracker:
         )
 
     def counts(self) -> dict[str, int]:
-        """Checks per hard state, every state listed (zeros too) so the line keeps its shape."""
-        counts = {str(status): 0 for status in CheckStatus}
+        """Checks per hard state, every state listed (zeros too) so the line keeps its shape.
+
+        Kept as runs move states, not counted on demand: the STATUS= line asks every
+        second, and walking 10,000 checks for it cost more than the scheduler."""
+        return {str(status): count for status, count in self._counts.items()}
+
+    def _recount(self) -> dict[CheckStatus, int]:
+        counts = dict.fromkeys(CheckStatus, 0)
         for entry in self._checks.values():
             counts[entry.track.hard] += 1
         return counts
@@ -370,6 +381,8 @@ def _update_flapping(entry: _CheckState, soft: CheckStatus) -> tuple[str, None, 
 
 def _flap_percent(history: Sequence[CheckStatus]) -> float:
     """Weighted share of state changes among the last 20 possible, as Nagios computes it."""
+    if not history or history.count(history[-1]) == len(history):
+        return 0.0  # steady, as nearly every check is nearly always: no change to weigh
     changes = list(zip(history, list(history)[1:], strict=False))
     total = 0.0
     # Slot k counts back from the newest change; slots, not changes, carry the weights, so

@@ -22,13 +22,14 @@ async def probe(check: HttpCheckBase, node: HttpNode, ctx: ProbeContext) -> Obse
     """One request; also kind proxy's, which is an http check whose proxy is the point."""
     marks = attempt_marks()
     marks["start"] = ctx.clock.monotonic()
-    headers = _headers(check, node, ctx)
     if http_plain.suits(check, node):
-        answer = await http_plain.exchange(check, node, headers, ctx, marks)
+        answer = await http_plain.exchange(
+            check, node, lambda: _headers(check, node, ctx), ctx, marks
+        )
     else:
         from probes import http_client  # aiohttp: imported with the first check needing it
 
-        answer = await http_client.exchange(check, node, headers, ctx, marks)
+        answer = await http_client.exchange(check, node, _headers(check, node, ctx), ctx, marks)
 
     details = answer.details | {"status_code": answer.status, "body_bytes": len(answer.body)}
     if answer.version is not None:

@@ -17,6 +17,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import functools
+import ipaddress
+import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import httptools
@@ -56,6 +59,7 @@ class _Target:
     path: str  # the request target: path and query, percent-encoded
     host_header: str
     authorization: str | None  # Basic, from credentials written in the URL
+    literal: list[tuple[int, str]] | None  # the host is an IP address: nothing to resolve
 
 
 @functools.lru_cache(maxsize=16384)
@@ -69,7 +73,15 @@ def _target(url: str) -> _Target:
     if parsed.user is not None:
         pair = f"{parsed.user}:{parsed.password or ''}".encode()
         authorization = "Basic " + base64.b64encode(pair).decode("ascii")
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        literal = None
+    else:
+        family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
+        literal = [(int(family), str(address))]
     return _Target(
+        literal=literal,
         host=host,
         port=port,
         where=f"{bracketed}:{port}",
@@ -97,17 +109,42 @@ def _request(check: HttpCheckBase, target: _Target, headers: dict[str, str]) -> 
     return head + body if body else head
 
 
+# Requests that are the same bytes every time (no signature), by node. The entry keeps
+# its node and check, so an id is never mistaken for another object's after a reload;
+# a reload's new objects fill it anew, and it is emptied when it outgrows any config.
+_prepared: dict[int, tuple[HttpNode, HttpCheckBase, bytes]] = {}
+_PREPARED_MAX = 65536
+
+
+def _request_for(
+    check: HttpCheckBase, node: HttpNode, target: _Target, headers: Callable[[], dict[str, str]]
+) -> bytes:
+    if check.sign is not None:  # a fresh timestamp and nonce every time
+        return _request(check, target, headers())
+    entry = _prepared.get(id(node))
+    if entry is not None and entry[0] is node and entry[1] is check:
+        return entry[2]
+    request = _request(check, target, headers())
+    if len(_prepared) >= _PREPARED_MAX:
+        _prepared.clear()
+    _prepared[id(node)] = (node, check, request)
+    return request
+
+
 async def exchange(
     check: HttpCheckBase,
     node: HttpNode,
-    headers: dict[str, str],
+    headers: Callable[[], dict[str, str]],
     ctx: ProbeContext,
     marks: dict[str, float],
 ) -> Answer:
-    """Resolve, connect, send, read the answer; the connection is dropped after it."""
+    """Resolve, connect, send, read the answer; the connection is dropped after it.
+
+    ``headers`` makes the request's headers; it is not called when the same request
+    was made before."""
     target = _target(node.url)
-    request = _request(check, target, headers)
-    addresses = await resolve(target.host, target.port, ctx)
+    request = _request_for(check, node, target, headers)
+    addresses = target.literal or await resolve(target.host, target.port, ctx)
     loop = asyncio.get_running_loop()
     reader = _Reader(loop, ctx.clock, marks, check.max_body_bytes, target.where)
     marks["connect_start"] = ctx.clock.monotonic()

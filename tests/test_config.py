@@ -300,7 +300,7 @@ checks:
     nodes: [{{name: a, url: "http://a.invalid/"}}]
 """)
     assert "checks[0].headers" in str(raised.value)
-    assert "is not a header name" in str(raised.value)
+    assert "not a header name" in str(raised.value)
 
 
 @pytest.mark.parametrize(

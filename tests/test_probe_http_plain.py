@@ -147,7 +147,7 @@ async def test_both_clients_send_the_same_headers(ctx: ProbeContext) -> None:
         )
         node = check.nodes[0]
         headers = http._headers(check, node, ctx)  # what probe() hands either client
-        plain = await http_plain.exchange(check, node, dict(headers), ctx, {})
+        plain = await http_plain.exchange(check, node, lambda: dict(headers), ctx, {})
         through_aiohttp = await http_client.exchange(check, node, dict(headers), ctx, {})
     assert (plain.status, plain.body) == (through_aiohttp.status, through_aiohttp.body)
     plain_head, aiohttp_head = server.head(0), server.head(1)
@@ -197,7 +197,7 @@ async def test_framings_are_read_to_their_end(
     not close wait for the client to hang up."""
     async with scripted(sends(answer, then_close=server_closes)) as server:
         check = http_check(f"http://127.0.0.1:{server.port}/")
-        got = await http_plain.exchange(check, check.nodes[0], {}, ctx, {})
+        got = await http_plain.exchange(check, check.nodes[0], dict, ctx, {})
     assert got.body == body
     assert got.status in (200, 204)
 
@@ -215,7 +215,7 @@ async def test_both_clients_read_the_same_answers(ctx: ProbeContext) -> None:
         async with scripted(sends(answer)) as server:
             check = http_check(f"http://127.0.0.1:{server.port}/")
             node = check.nodes[0]
-            plain = await http_plain.exchange(check, node, {}, ctx, {})
+            plain = await http_plain.exchange(check, node, dict, ctx, {})
             other = await http_client.exchange(check, node, {}, ctx, {})
         assert (plain.status, plain.reason, plain.version, plain.body) == (
             other.status,

@@ -439,6 +439,34 @@ def test_counts_hard_states() -> None:
     }
 
 
+def test_counts_follow_every_move_of_the_hard_state() -> None:
+    """counts() is kept up as runs move states, not recounted: after a seeded mix of
+    failures, recoveries, failovers, a down parent and a reload it still equals a count
+    over every check."""
+    import random
+
+    daemon = Daemon(tcp("proxy", nodes=1), tcp("a", depends_on="[proxy]"), tcp("b", nodes=2))
+    rng = random.Random(12345)
+    answers = [(), ("n0",), ("n1",), ("n0", "n1")]
+
+    def recount() -> dict[str, int]:
+        expected = dict.fromkeys(map(str, CheckStatus), 0)
+        for name in ("proxy", "a", "b"):
+            if name in {c.name for c in daemon.config.checks}:
+                expected[daemon.state(name).hard] += 1
+        return expected
+
+    for step in range(300):
+        name = rng.choice([c.name for c in daemon.config.checks])
+        daemon.run(name, *rng.choice(answers))
+        assert daemon.tracker.counts() == recount(), f"after step {step}"
+        if step == 150:  # a reload drops b and keeps the rest
+            daemon.config = config(tcp("proxy", nodes=1), tcp("a", depends_on="[proxy]"))
+            daemon.tracker.reconfigure(daemon.config)
+            assert daemon.tracker.counts() == recount()
+    assert sum(daemon.tracker.counts().values()) == 2
+
+
 def test_as_dict_is_json_ready() -> None:
     """The /status view serialises with json.dumps, times in ISO 8601 with a Z."""
     daemon = Daemon(tcp("db", nodes=2))
