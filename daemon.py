@@ -79,6 +79,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
 
+_NO_LOCK: contextlib.nullcontext[None] = contextlib.nullcontext()
+
+
+def parents_in(config: ProbeConfig) -> frozenset[str]:
+    """The checks some other check depends on."""
+    return frozenset(parent for check in config.checks for parent in check.depends_on)
+
+
 class StartupError(Exception):
     """The daemon cannot start (the listen address is taken, say); said in one line."""
 
@@ -111,6 +119,7 @@ class Daemon:
 
         self.path = path
         self.config = config
+        self._parents = parents_in(config)
         self.clock: Clock = clock or SystemClock()
         self.notifier = notifier or Notifier.from_env(environ, on_error=self._notify_failed)
         self.environ = environ
@@ -241,6 +250,7 @@ class Daemon:
                 self.heartbeats = HeartbeatStore(new.state_dir, clock=self.clock)
                 self.ctx.heartbeats = self.heartbeats
             self.config = new
+            self._parents = parents_in(new)
             self.ctx.forget_tls()
             await self._watch_push_checks()
             await self._open_outputs(new)
@@ -333,8 +343,13 @@ class Daemon:
                 result = dataclasses.replace(result, nodes=nodes)
         return result
 
-    def _lock(self, check: str) -> asyncio.Lock:
-        """One run of a check at a time, also when a child asks for its parent early."""
+    def _lock(self, check: str) -> contextlib.AbstractAsyncContextManager[Any]:
+        """One run of a check at a time, also when a child asks for its parent early.
+
+        The scheduler never overlaps a check with itself; only a parent can be asked
+        for out of turn (_refresh_parents), so only parents get a lock of their own."""
+        if check not in self._parents:
+            return _NO_LOCK
         return self._locks.setdefault(check, asyncio.Lock())
 
     async def _run_standby(self, check: CheckBase) -> None:
