@@ -10,7 +10,17 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from web.metrics import _ATTEMPTS, _RUNS, Metrics, _CheckView, _counter, _Reading, _render, _Tables
+from web.metrics import (
+    _ATTEMPTS,
+    _RUNS,
+    CHUNK,
+    Metrics,
+    _CheckView,
+    _counter,
+    _Reading,
+    _render,
+    _Tables,
+)
 
 # --- the oracle: every family through prometheus_client, as /metrics once was ----------
 
@@ -125,3 +135,14 @@ def test_a_label_value_that_needs_escaping_is_escaped_as_the_library_does() -> N
 def test_empty_tables_render_like_the_library() -> None:
     metrics = Metrics(version="0")
     assert _render(metrics.tables) == reference_render(metrics.tables)
+
+
+async def test_the_page_streams_in_pieces_that_add_up_to_the_whole() -> None:
+    """The endpoint writes the page in CHUNK-sized pieces rather than holding it all:
+    their concatenation is the page the library would write, and no piece is much
+    bigger than CHUNK."""
+    metrics = tables_with(3000)
+    pieces = [piece async for piece in metrics.chunks()]
+    assert len(pieces) > 5
+    assert b"".join(pieces) == reference_render(metrics.tables)
+    assert max(len(piece) for piece in pieces[:-1]) < CHUNK + 1024

@@ -41,9 +41,13 @@ def build_app(
     push_token: PushToken | None = None,
     record_heartbeat: RecordHeartbeat | None = None,
 ) -> web.Application:
-    async def get_metrics(_: web.Request) -> web.Response:
-        body = await metrics.render_async()
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+    async def get_metrics(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": CONTENT_TYPE})
+        await response.prepare(request)
+        async for chunk in metrics.chunks():
+            await response.write(chunk)
+        await response.write_eof()
+        return response
 
     async def get_status(_: web.Request) -> web.Response:
         text = scrub(json.dumps(status(), ensure_ascii=False))
