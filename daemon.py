@@ -251,7 +251,7 @@ class Daemon:
                 self.ctx.heartbeats = self.heartbeats
             self.config = new
             self._parents = parents_in(new)
-            self.ctx.forget_tls()
+            self.ctx.forget()
             await self._watch_push_checks()
             await self._open_outputs(new)
             self.state.reconfigure(new)

@@ -233,6 +233,8 @@ class ProbeContext:
         loopback: the real file may name a server off the host)."""
         self._session: aiohttp.ClientSession | None = None
         self._ssl: dict[TlsOptions | None, ssl.SSLContext] = {}
+        self.prepared: dict[int, tuple[Any, Any, bytes]] = {}
+        """Plain HTTP requests made once and sent again (probes/http_plain.py), by node."""
         self.resolver = Resolver()
 
     @property
@@ -255,10 +257,13 @@ class ProbeContext:
                 ) from None
         return cached
 
-    def forget_tls(self) -> None:
-        """Build TLS contexts anew on next use: a reload must pick up a rotated CA or
-        client certificate even when the ``tls:`` block reads the same."""
+    def forget(self) -> None:
+        """Drop what was built from the config: TLS contexts are built anew on next use
+        (a reload must pick up a rotated CA or client certificate even when the
+        ``tls:`` block reads the same), and the prepared requests, which hold the old
+        config's objects, are let go with it."""
         self._ssl.clear()
+        self.prepared.clear()
 
     async def close(self) -> None:
         if self._session is not None:

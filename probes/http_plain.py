@@ -109,25 +109,29 @@ def _request(check: HttpCheckBase, target: _Target, headers: dict[str, str]) -> 
     return head + body if body else head
 
 
-# Requests that are the same bytes every time (no signature), by node. The entry keeps
-# its node and check, so an id is never mistaken for another object's after a reload;
-# a reload's new objects fill it anew, and it is emptied when it outgrows any config.
-_prepared: dict[int, tuple[HttpNode, HttpCheckBase, bytes]] = {}
+# Made once per node and kept in the context (which drops them on reload): a request
+# with no signature is the same bytes every time. An entry keeps its node and check, so
+# an id is never mistaken for another object's.
 _PREPARED_MAX = 65536
 
 
 def _request_for(
-    check: HttpCheckBase, node: HttpNode, target: _Target, headers: Callable[[], dict[str, str]]
+    check: HttpCheckBase,
+    node: HttpNode,
+    target: _Target,
+    headers: Callable[[], dict[str, str]],
+    ctx: ProbeContext,
 ) -> bytes:
     if check.sign is not None:  # a fresh timestamp and nonce every time
         return _request(check, target, headers())
-    entry = _prepared.get(id(node))
+    prepared = ctx.prepared
+    entry = prepared.get(id(node))
     if entry is not None and entry[0] is node and entry[1] is check:
         return entry[2]
     request = _request(check, target, headers())
-    if len(_prepared) >= _PREPARED_MAX:
-        _prepared.clear()
-    _prepared[id(node)] = (node, check, request)
+    if len(prepared) >= _PREPARED_MAX:  # more than any config: a caller never forgets
+        prepared.clear()
+    prepared[id(node)] = (node, check, request)
     return request
 
 
@@ -143,7 +147,7 @@ async def exchange(
     ``headers`` makes the request's headers; it is not called when the same request
     was made before."""
     target = _target(node.url)
-    request = _request_for(check, node, target, headers)
+    request = _request_for(check, node, target, headers, ctx)
     addresses = target.literal or await resolve(target.host, target.port, ctx)
     loop = asyncio.get_running_loop()
     reader = _Reader(loop, ctx.clock, marks, check.max_body_bytes, target.where)

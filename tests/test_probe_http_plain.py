@@ -331,3 +331,19 @@ async def test_url_credentials_never_reach_a_message(ctx: ProbeContext) -> None:
     assert error_type is ErrorType.CONNECTION_REFUSED
     assert message == f"connection refused by 127.0.0.1:{port}"
     assert "canary" not in repr(result)
+
+
+async def test_a_prepared_request_is_reused_and_dropped_with_the_config(ctx: ProbeContext) -> None:
+    """A request without a signature is made once per node; a reloaded check (new
+    objects) sends its own headers, and forget() lets the old config's requests go."""
+    async with scripted(sends(OK)) as server:
+        url = f"http://127.0.0.1:{server.port}/"
+        first = http_check(url, headers="{X-Version: one}")
+        await run_check(first, ctx)
+        await run_check(first, ctx)
+        assert len(ctx.prepared) == 1
+        reloaded = http_check(url, headers="{X-Version: two}")
+        await run_check(reloaded, ctx)
+        ctx.forget()
+        assert ctx.prepared == {}
+    assert [server.head(i)["x-version"] for i in range(3)] == ["one", "one", "two"]
