@@ -72,6 +72,8 @@ class CappedBody:
             tail = self._inflater.flush()
             if self._size + len(tail) > self.limit:
                 raise _too_large(self.limit)
+            if self._size and not self._inflater.eof:
+                raise ProbeFailure(ErrorType.PROTOCOL, f"{self.encoding} body is cut short")
             self._chunks.append(tail)
         return b"".join(self._chunks)
 

@@ -34,10 +34,14 @@ from probes.net import RESET, os_failure, resolve
 HEAD_LIMIT = 64 * 1024
 """Most bytes of status line and headers read before the answer is refused: llhttp
 sets no bound of its own, and a peer that sends headers for ever must not get memory
-for ever. (aiohttp allows 8190 bytes per line; real answers are far below either.)"""
+for ever. (aiohttp allows 8190 bytes per line; real answers are far below either.)
+Chunk framing and trailers get the same allowance, plus a few bytes per body byte."""
+
+_FRAMING_PER_BODY_BYTE = 8  # "1\r\nx\r\n": one-byte chunks carry five bytes of framing
 
 # Headers this client writes itself, whatever the check says.
 _OWN = frozenset({"content-length", "transfer-encoding", "connection"})
+_NO_BODY = frozenset({101, 204, 304})  # a Content-Length here announces no body to read
 _NOT_FOLLOWED = frozenset({"HEAD", "CONNECT"})  # answers without a body llhttp can tell
 
 
@@ -70,8 +74,14 @@ def _target(url: str) -> _Target:
     port = parsed.port or 80
     bracketed = f"[{host}]" if ":" in host else host
     authorization = None
-    if parsed.user is not None:
-        pair = f"{parsed.user}:{parsed.password or ''}".encode()
+    if parsed.user is not None or parsed.password is not None:
+        # As aiohttp's BasicAuth: latin-1, the encoding servers assume without a charset;
+        # UTF-8 (RFC 7617's charset) only for what latin-1 cannot hold.
+        text = f"{parsed.user or ''}:{parsed.password or ''}"
+        try:
+            pair = text.encode("latin-1")
+        except UnicodeEncodeError:
+            pair = text.encode()
         authorization = "Basic " + base64.b64encode(pair).decode("ascii")
     try:
         address = ipaddress.ip_address(host)
@@ -186,11 +196,19 @@ class _Reader(asyncio.Protocol):
     ) -> None:
         self.answer: asyncio.Future[Answer] = loop.create_future()
         self._parser = httptools.HttpResponseParser(self)
+        # As lenient as aiohttp's parser, which the other client uses: a bare LF ending
+        # a line, folded or oddly spaced headers, spaces after a chunk size. A server
+        # that answers so is up by aiohttp's reading, and must be by this one too.
+        self._parser.set_dangerous_leniencies(
+            lenient_headers=True,
+            lenient_optional_cr_before_lf=True,
+            lenient_spaces_after_chunk_size=True,
+        )
         self._clock = clock
         self._marks = marks
         self._limit = limit
         self._where = where
-        self._head_bytes = 0
+        self._framing = 0  # bytes fed that were not body: status lines, headers, chunking
         self._reset_message()
 
     def _reset_message(self) -> None:
@@ -210,8 +228,7 @@ class _Reader(asyncio.Protocol):
         if self.answer.done():
             return
         self._marks.setdefault("first_byte", self._clock.monotonic())
-        if not self._headers_done:
-            self._head_bytes += len(data)
+        body_before = self._received
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -226,11 +243,13 @@ class _Reader(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             self._fail(ProbeFailure(ErrorType.PROTOCOL, f"not a valid HTTP response: {exc}"))
         else:
-            if not self._headers_done and self._head_bytes > HEAD_LIMIT:
+            self._framing += len(data) - max(self._received - body_before, 0)
+            if self._framing > HEAD_LIMIT + _FRAMING_PER_BODY_BYTE * self._received:
+                what = "chunk framing and trailers" if self._headers_done else "no end of headers"
                 self._fail(
                     ProbeFailure(
                         ErrorType.PROTOCOL,
-                        f"not a valid HTTP response: no end of headers in {HEAD_LIMIT} bytes",
+                        f"not a valid HTTP response: {what} in {self._framing} bytes",
                     )
                 )
 
@@ -266,11 +285,18 @@ class _Reader(asyncio.Protocol):
         self._reason.append(status)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        lowered = name.lower()
+        lowered = name.strip().lower()  # leniency lets "Content-Length :" through
         if lowered == b"content-length":
-            self._declared = int(value)  # llhttp has refused anything but digits
+            try:
+                self._declared = int(value)
+            except ValueError:
+                raise ProbeFailure(
+                    ErrorType.PROTOCOL, "not a valid HTTP response: bad Content-Length"
+                ) from None
         elif lowered == b"transfer-encoding":
-            self._chunked = b"chunked" in value.lower()
+            # Chunked only when it is the last coding applied (RFC 9112 6.3); otherwise
+            # the body runs to the end of the connection, as llhttp reads it too.
+            self._chunked = value.rsplit(b",", 1)[-1].strip().lower() == b"chunked"
         elif lowered == b"content-encoding":
             self._encoding = value.decode("latin-1")
 
@@ -280,7 +306,8 @@ class _Reader(asyncio.Protocol):
             self._interim = True  # 100 Continue, 103 Early Hints: the answer follows
             return
         self._headers_done = True
-        check_announced(self._declared, self._limit)
+        if self._status not in _NO_BODY:
+            check_announced(self._declared, self._limit)
         self._body = CappedBody(self._limit, self._encoding)
 
     def on_body(self, body: bytes) -> None:
