@@ -161,10 +161,13 @@ class Daemon:
         Those objects live until the next reload, and most are in the oldest
         generation: every full collection walked all of them again (with 10,000
         checks, most of the daemon's CPU beyond the probes themselves). Frozen objects
-        are still freed by reference counting when a reload lets them go; the
-        collection first clears any cycles so that none is frozen for good.
+        are still freed by reference counting when a reload lets them go; a reload
+        unfreezes first, so that the cycles the old generation left (an old web app,
+        runs that were in flight) are collected before the new heap is frozen. That full
+        collection takes a moment at 10,000 checks, once per start or reload.
         """
         if self._freeze_heap:
+            gc.unfreeze()  # the previous generation's cycles (an old web app) may go now
             gc.collect()
             gc.freeze()
 

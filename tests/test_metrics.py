@@ -3,9 +3,11 @@ exactly as prometheus_client would write them."""
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterator, Mapping
 
+import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -146,3 +148,40 @@ async def test_the_page_streams_in_pieces_that_add_up_to_the_whole() -> None:
     assert len(pieces) > 5
     assert b"".join(pieces) == reference_render(metrics.tables)
     assert max(len(piece) for piece in pieces[:-1]) < CHUNK + 1024
+
+
+async def test_a_scraper_that_hangs_up_mid_page_leaves_no_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Prometheus gives up on a slow scrape (its scrape_timeout): the endpoint stops
+    writing, logs nothing (stderr carries the events), and serves the next scrape."""
+    import asyncio
+
+    from aiohttp import web
+
+    from web.app import build_app
+
+    metrics = tables_with(20_000)  # a page of several MB, many pieces
+    app = build_app(
+        metrics=metrics, status=dict, healthy=lambda: (True, "ok"), scrub=lambda text: text
+    )
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        for _ in range(3):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert (await reader.read(4096)).startswith(b"HTTP/1.1 200")
+            writer.transport.abort()  # gone after the first piece, as a timed-out scraper
+            await asyncio.sleep(0.05)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        whole = await reader.read()
+        writer.close()
+    finally:
+        await runner.cleanup()
+    assert whole.endswith(b'hotline_probe_build_info{version="1.2.3"} 1.0\n\r\n0\r\n\r\n')
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []

@@ -7,6 +7,7 @@ takes is a heartbeat, which must carry the check's token and a small body.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
 import re
@@ -44,9 +45,15 @@ def build_app(
     async def get_metrics(request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": CONTENT_TYPE})
         await response.prepare(request)
-        async for chunk in metrics.chunks():
-            await response.write(chunk)
-        await response.write_eof()
+        try:
+            async with contextlib.aclosing(metrics.chunks()) as chunks:
+                async for chunk in chunks:
+                    await response.write(chunk)
+            await response.write_eof()
+        except ConnectionError:
+            # The scraper hung up (its scrape_timeout, say): nothing to answer, and no
+            # traceback from aiohttp's handler onto stderr, where the events go.
+            pass
         return response
 
     async def get_status(_: web.Request) -> web.Response:
