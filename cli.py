@@ -193,6 +193,10 @@ def run(
                 config, ctx, names=names, concurrency=concurrency, on_result=on_result
             )
 
+    from probes import PROBES
+
+    checks = [config.check(n) for n in names] if names is not None else config.checks
+    PROBES.prepare(checks)  # imports before the runs, not timed inside their attempts
     gc.freeze()  # what exists now lives until exit: keep it out of any later collection
     from engine.loop import run as run_loop
 

@@ -176,6 +176,7 @@ class Daemon:
         await self._open_outputs(self.config)
         self.heartbeats = HeartbeatStore(self.config.state_dir, clock=self.clock)
         self.ctx: ProbeContext = ProbeContext(clock=self.clock, heartbeats=self.heartbeats)
+        PROBES.prepare(self.config.checks)
         await self._watch_push_checks()
         self.state: StateTracker = StateTracker(self.config, clock=self.clock)
         self.metrics: Metrics = Metrics(version=_version())
@@ -255,6 +256,7 @@ class Daemon:
             self.config = new
             self._parents = parents_in(new)
             self.ctx.forget()
+            PROBES.prepare(new.checks)
             await self._watch_push_checks()
             await self._open_outputs(new)
             self.state.reconfigure(new)

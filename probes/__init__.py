@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
 
 from probes.base import Probe
 
@@ -22,7 +23,7 @@ _MODULES = {
 }
 
 
-class _Registry(Mapping[str, Probe]):
+class Registry(Mapping[str, Probe]):
     def __init__(self, modules: Mapping[str, str]) -> None:
         self._modules = dict(modules)
         self._loaded: dict[str, Probe] = {}
@@ -40,5 +41,20 @@ class _Registry(Mapping[str, Probe]):
     def __len__(self) -> int:
         return len(self._modules)
 
+    def prepare(self, checks: Iterable[Any]) -> None:
+        """Import what these checks will need before any of them runs.
 
-PROBES: Mapping[str, Probe] = _Registry(_MODULES)
+        An import inside a run would be timed as part of its first attempt (aiohttp
+        takes a fifth of a second) and would hold the loop against every probe in
+        flight. A kind's module may define ``prepare(checks)`` for its own needs."""
+        by_kind: dict[str, list[Any]] = {}
+        for check in checks:
+            by_kind.setdefault(check.kind, []).append(check)
+        for kind, of_kind in by_kind.items():
+            self[kind]
+            module = importlib.import_module(self._modules[kind])
+            if hasattr(module, "prepare"):
+                module.prepare(of_kind)
+
+
+PROBES = Registry(_MODULES)

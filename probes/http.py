@@ -9,6 +9,7 @@ same Answer, which is judged here, so a check reads the same whichever carried i
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from config.models import HttpCheckBase, HttpExpect, HttpNode
@@ -16,6 +17,12 @@ from probes import http_plain
 from probes.base import ErrorType, Observation, ProbeContext, ProbeFailure, attempt_marks
 from probes.http_common import json_document, lookup, short, user_agent
 from probes.signing import signature_headers
+
+
+def prepare(checks: Iterable[HttpCheckBase]) -> None:
+    """Import aiohttp's client now if any request will need it (probes.PROBES.prepare)."""
+    if any(not http_plain.suits(check, node) for check in checks for node in check.nodes):
+        from probes import http_client  # noqa: F401
 
 
 async def probe(check: HttpCheckBase, node: HttpNode, ctx: ProbeContext) -> Observation:

@@ -13,5 +13,9 @@ from probes import http
 from probes.base import Observation, ProbeContext
 
 
+def prepare(checks: list[ProxyCheck]) -> None:
+    http.prepare(checks)
+
+
 async def probe(check: ProxyCheck, node: HttpNode, ctx: ProbeContext) -> Observation:
     return await http.probe(check, node, ctx)

@@ -220,3 +220,38 @@ async def test_demo_shows_failover_and_exits() -> None:
     assert "province-minhu: failed over from primary to standby (timeout)" in run.stdout
     assert "tls_expired" in third
     assert "DOWN" in third
+
+
+@pytest.mark.parametrize(
+    ("check", "needs_aiohttp"),
+    [
+        ('{name: a, kind: http, nodes: [{name: n, url: "http://127.0.0.1:9/"}]}', False),
+        (
+            '{name: a, kind: http, method: HEAD, nodes: [{name: n, url: "http://127.0.0.1:9/"}]}',
+            True,
+        ),
+        ('{name: a, kind: http, nodes: [{name: n, url: "https://127.0.0.1:9/"}]}', True),
+        ('{name: a, kind: tcp, nodes: [{name: n, address: "127.0.0.1:9"}]}', False),
+    ],
+    ids=["plain-get", "head", "https", "tcp"],
+)
+def test_what_the_checks_need_is_imported_before_they_run(check: str, needs_aiohttp: bool) -> None:
+    """PROBES.prepare imports each kind, and aiohttp when a request needs it, before any
+    attempt's clock starts (an import inside one was timed as its latency); a run of
+    plain checks does not import aiohttp at all. In a fresh interpreter, as `probe` is."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from config.load import parse_config\n"
+        "from probes import PROBES\n"
+        f"config = parse_config('checks:\\n  - {check}\\n')\n"
+        "assert 'aiohttp' not in sys.modules\n"
+        "PROBES.prepare(config.checks)\n"
+        "print('aiohttp' in sys.modules, f'probes.{config.checks[0].kind}' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    ).stdout.split()
+    assert out == [str(needs_aiohttp), "True"]

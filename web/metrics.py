@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import copy
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -225,7 +225,7 @@ class Metrics:
     def render(self) -> bytes:
         return _render(self.tables)
 
-    async def chunks(self) -> AsyncIterator[bytes]:
+    async def chunks(self) -> AsyncGenerator[bytes, None]:
         """The page in pieces of about CHUNK bytes, formatted from a snapshot.
 
         Written out as it is made (chunked transfer): the whole page of 10,000 checks
