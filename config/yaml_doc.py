@@ -17,6 +17,7 @@ mappings, which no config here uses.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import yaml
@@ -62,6 +63,7 @@ class _Builder(_Base):
     def __init__(self, text: str) -> None:
         super().__init__(text)
         self._anchors: dict[str, Any] = {}
+        self._anchor_marks: dict[str, Any] = {}
         self._depth = 0
 
     def document(self) -> Any:
@@ -128,9 +130,22 @@ class _Builder(_Base):
             raise yaml.composer.ComposerError(
                 None, None, f"unexpected {type(event).__name__}", mark
             )
-        if event.anchor is not None:
-            self._anchors[event.anchor] = value
+        self._anchor(event, value)
         return value
+
+    def _anchor(self, event: Any, value: Any) -> None:
+        anchor = event.anchor
+        if anchor is None:
+            return
+        if anchor in self._anchor_marks:
+            raise yaml.composer.ComposerError(
+                f"found duplicate anchor {anchor!r}; first occurrence",
+                self._anchor_marks[anchor],
+                "second occurrence",
+                event.start_mark,
+            )
+        self._anchor_marks[anchor] = event.start_mark
+        self._anchors[anchor] = value
 
     def _scalar(self, event: Any) -> Any:
         tag = event.tag
@@ -140,19 +155,28 @@ class _Builder(_Base):
             return event.value
         node = ScalarNode(tag, event.value, event.start_mark, event.end_mark, event.style)
         construct = self.yaml_constructors.get(tag)
-        if construct is None or tag == _MERGE:
+        if construct is None or tag == _MERGE or inspect.isgeneratorfunction(construct):
+            # Generator constructors build collections (!!seq, !!set, ...), not scalars.
             raise ConstructorError(
                 None,
                 None,
                 f"could not determine a constructor for the tag {tag!r}",
                 event.start_mark,
             )
-        return construct(self, node)
+        try:
+            return construct(self, node)
+        except yaml.YAMLError:
+            raise
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError):
+            # PyYAML's own constructors crash on "!!int nope"; the text is not repeated
+            # (it may be a secret written inline).
+            raise ConstructorError(
+                None, None, f"this value cannot be read as {tag}", event.start_mark
+            ) from None
 
     def _sequence(self, start: Any) -> list[Any]:
         items: list[Any] = []
-        if start.anchor is not None:
-            self._anchors[start.anchor] = items
+        self._anchor(start, items)
         while not self.check_event(SequenceEndEvent):
             items.append(self._value(self._next()))
         self._next()
@@ -160,8 +184,8 @@ class _Builder(_Base):
 
     def _mapping(self, start: Any) -> dict[Any, Any]:
         mapping: dict[Any, Any] = {}
-        if start.anchor is not None:
-            self._anchors[start.anchor] = mapping
+        self._anchor(start, mapping)
+        own: dict[Any, Any] = {}
         lines: dict[Any, int] = {}
         merged: list[dict[Any, Any]] = []
         while not self.check_event(MappingEndEvent):
@@ -187,11 +211,13 @@ class _Builder(_Base):
                     key_event.start_mark,
                 )
             lines[key] = key_event.start_mark.line + 1
-            mapping[key] = self._value(self._next())
+            own[key] = self._value(self._next())
         self._next()
-        for source in merged:  # keys written here win, then the first source named
-            for key, value in source.items():
-                mapping.setdefault(key, value)
+        # As PyYAML: merged keys first, the last source named first, so that the first
+        # source wins over later ones and keys written here win over all.
+        for source in reversed(merged):
+            mapping.update(source)
+        mapping.update(own)
         return mapping
 
     def _is_merge(self, event: Any) -> bool:

@@ -41,6 +41,13 @@ def test_merge_keys_own_keys_win_then_the_first_source() -> None:
     assert load_document(document)["both"] == {"a": 1, "b": 1, "c": 3}
 
 
+def test_merged_keys_come_in_the_safe_loaders_order() -> None:
+    """Header order is request order: a merge gives the keys in PyYAML's order too."""
+    document = "h: &h {b: 1, a: 1}\nm: {z: 1, <<: *h, a: 2}\n"
+    ours, theirs = load_document(document)["m"], yaml.safe_load(document)["m"]
+    assert list(ours.items()) == list(theirs.items()) == [("b", 1), ("a", 2), ("z", 1)]
+
+
 def test_an_alias_is_the_same_value() -> None:
     value = load_document("defaults: &d {timeout: 5s}\na: *d\nb: *d\n")
     assert value["a"] is value["b"] is value["defaults"]
@@ -58,8 +65,24 @@ def test_an_alias_is_the_same_value() -> None:
         ("{[1]: 2}\n", "found unhashable key", 1),
         ("a:\n  <<: 1\n", "a merge key (<<) takes a mapping or a list of mappings", 2),
         ("a: " + "[" * (MAX_DEPTH + 5) + "]" * (MAX_DEPTH + 5) + "\n", "levels deep", 1),
+        ("a: 1\nb: !!int nope\n", "this value cannot be read as tag:yaml.org,2002:int", 2),
+        ("a: !!seq x\n", "could not determine a constructor for the tag", 1),
+        ("a: &x 1\nb: &x 2\n", "found duplicate anchor 'x'", 2),
     ],
-    ids=["duplicate", "syntax", "two-docs", "alias", "set", "tag", "unhashable", "merge", "deep"],
+    ids=[
+        "duplicate",
+        "syntax",
+        "two-docs",
+        "alias",
+        "set",
+        "tag",
+        "unhashable",
+        "merge",
+        "deep",
+        "bad-int",
+        "seq-on-scalar",
+        "anchor-twice",
+    ],
 )
 def test_refusals_name_the_line(document: str, words: str, line: int) -> None:
     with pytest.raises(yaml.MarkedYAMLError) as raised:
