@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import codecs
 import ipaddress
+import math
 import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -36,6 +37,7 @@ from config.dns_records import RecordType
 from config.duration import Duration, format_duration
 from config.outputs import Output, StreamOutput, check_outputs
 from config.secrets import (
+    Resolved,
     Secret,
     as_written,
     collect_references,
@@ -1105,8 +1107,8 @@ class ProbeConfig(Model):
         private = self.__pydantic_private__
         assert private is not None
         by_name: dict[str, CheckBase] = private["_by_name"]
-        if not by_name:
-            by_name.update((check.name, check) for check in self.checks)
+        if not by_name:  # a new dict, not filled in place: model_copy shares the old one
+            by_name = private["_by_name"] = {check.name: check for check in self.checks}
         return by_name[name]
 
 
@@ -1138,8 +1140,12 @@ def _shape(value: Any) -> Any:
         items = tuple(_shape(v) for v in value)
         return (type(value), items) if None not in items else None
     if isinstance(value, dict):
-        entries = tuple((k, _shape(v)) for k, v in value.items())
+        entries = tuple(((type(k), k), _shape(v)) for k, v in value.items())
         return (dict, entries) if None not in (e[1] for e in entries) else None
+    if isinstance(value, Resolved):  # equal text, but written as another reference
+        return (Resolved, str(value), value.written)
+    if isinstance(value, float):  # 0.0 == -0.0, and both hash alike
+        return (float, value, math.copysign(1.0, value))
     try:
         hash(value)
     except TypeError:

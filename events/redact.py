@@ -19,7 +19,6 @@ _SECRET_PARAM = re.compile(
 )
 
 
-@functools.lru_cache(maxsize=4096)  # the same few hundred node URLs, every run
 @functools.lru_cache(maxsize=32768)  # config-sized: every run names its node's URL
 def redact_url(url: str) -> str:
     """``https://u:p@host/x?token=1&a=2`` -> ``https://host/x?token=REDACTED&a=2``."""

@@ -521,3 +521,24 @@ def test_alike_checks_fit_in_little_memory() -> None:
         tracemalloc.stop()
     assert len(config.checks) == 1000
     assert held / 1000 < 3000, f"{held / 1000:.0f} bytes a check"
+
+
+def test_parts_that_only_compare_equal_are_not_shared(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two references that resolve to the same text, and 0.0 beside -0.0, stay apart:
+    sharing must not change how a check is written back (model_dump) or what it sends."""
+    monkeypatch.setenv("PU", "alice")
+    monkeypatch.setenv("PU2", "alice")
+    config = parse_config(
+        "checks:\n"
+        + "".join(
+            f'  - {{name: c{i}, kind: http, nodes: [{{name: n, url: "http://127.0.0.1:9/"}}], '
+            f"expect: {{json: {{x: {zero}}}}}, "
+            f'proxy: {{url: "http://127.0.0.1:3128", username: "${{env:{var}}}"}}}}\n'
+            for i, (zero, var) in enumerate((("-0.0", "PU"), ("0.0", "PU2")))
+        )
+    )
+    a, b = config.checks
+    assert isinstance(a, HttpCheck) and isinstance(b, HttpCheck)
+    assert a.proxy is not b.proxy and a.expect is not b.expect
+    assert [c.model_dump()["proxy"]["username"] for c in (a, b)] == ["${env:PU}", "${env:PU2}"]
+    assert str(a.expect.json_fields["x"]) == "-0.0"
