@@ -198,7 +198,9 @@ class _Reader(asyncio.Protocol):
         self._parser = httptools.HttpResponseParser(self)
         # As lenient as aiohttp's parser, which the other client uses: a bare LF ending
         # a line, folded or oddly spaced headers, spaces after a chunk size. A server
-        # that answers so is up by aiohttp's reading, and must be by this one too.
+        # that answers so is up by aiohttp's reading, and must be by this one too. The
+        # risk these leniencies carry for a server (request smuggling over a kept-alive
+        # connection) does not arise here: one request, one answer, then the close.
         self._parser.set_dangerous_leniencies(
             lenient_headers=True,
             lenient_optional_cr_before_lf=True,
