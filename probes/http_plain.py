@@ -8,8 +8,9 @@ written in one piece and the answer is parsed by httptools (the llhttp parser th
 Node.js uses) as it arrives, the body capped and inflated on the way (CappedBody). TLS,
 a forward proxy, redirects and HEAD stay with aiohttp (probes/http_client.py).
 
-Failures are named as the aiohttp path names them: the same error types, and the same
-words where the fault is the same.
+Failures get the error types the aiohttp path gives them, and messages that say the
+same (this client adds the address where it knows it). tests/test_probe_http_plain.py
+runs both clients against the same scripted answers.
 """
 
 from __future__ import annotations
