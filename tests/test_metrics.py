@@ -157,20 +157,14 @@ async def test_a_scraper_that_hangs_up_mid_page_leaves_no_traceback(
     writing, logs nothing (stderr carries the events), and serves the next scrape."""
     import asyncio
 
-    from aiohttp import web
-
+    from tests.endpoint import serving
     from web.app import build_app
 
     metrics = tables_with(20_000)  # a page of several MB, many pieces
     app = build_app(
         metrics=metrics, status=dict, healthy=lambda: (True, "ok"), scrub=lambda text: text
     )
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
+    async with serving(app) as port:
         for _ in range(3):
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
             writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -181,7 +175,5 @@ async def test_a_scraper_that_hangs_up_mid_page_leaves_no_traceback(
         writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         whole = await reader.read()
         writer.close()
-    finally:
-        await runner.cleanup()
     assert whole.endswith(b'hotline_probe_build_info{version="1.2.3"} 1.0\n\r\n0\r\n\r\n')
     assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []

@@ -98,6 +98,18 @@ async def run(url: str, ctx: ProbeContext, **opts: Any) -> CheckResult:
     return await run_check(http_check(url, **opts), ctx)
 
 
+async def run_with_peak(answer: Answer, ctx: ProbeContext) -> tuple[CheckResult, int]:
+    """A check against a server that answers so, and the most memory traced meanwhile."""
+    async with scripted(answer) as server:
+        tracemalloc.start()
+        try:
+            result = await run(f"http://127.0.0.1:{server.port}/", ctx)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    return result, peak
+
+
 def failure(result: CheckResult) -> tuple[ErrorType, str]:
     error = result.nodes[0].error
     assert error is not None, "expected the node to fail"
@@ -274,13 +286,7 @@ async def test_headers_without_end_are_refused_with_bounded_memory(ctx: ProbeCon
             writer.write(b"X-Padding: " + b"p" * 500 + b"\r\n")
             await writer.drain()
 
-    async with scripted(endless_headers) as server:
-        tracemalloc.start()
-        try:
-            result = await run(f"http://127.0.0.1:{server.port}/", ctx)
-            _, peak = tracemalloc.get_traced_memory()
-        finally:
-            tracemalloc.stop()
+    result, peak = await run_with_peak(endless_headers, ctx)
     error_type, message = failure(result)
     assert error_type is ErrorType.PROTOCOL
     assert "not a valid HTTP response: no end of headers in" in message
@@ -383,13 +389,7 @@ async def test_endless_trailers_are_refused_with_bounded_memory(ctx: ProbeContex
             writer.write(b"a" * 65536)
             await writer.drain()
 
-    async with scripted(endless_trailer) as server:
-        tracemalloc.start()
-        try:
-            result = await run(f"http://127.0.0.1:{server.port}/", ctx)
-            _, peak = tracemalloc.get_traced_memory()
-        finally:
-            tracemalloc.stop()
+    result, peak = await run_with_peak(endless_trailer, ctx)
     error_type, message = failure(result)
     assert error_type is ErrorType.PROTOCOL
     assert "chunk framing and trailers" in message

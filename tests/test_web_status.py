@@ -8,8 +8,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
-from aiohttp import web
 
+from tests.endpoint import serving
 from web.app import build_app
 from web.metrics import CHUNK, Metrics
 
@@ -27,7 +27,7 @@ def entries(count: int) -> Iterator[dict[str, Any]]:
 
 
 @asynccontextmanager
-async def serving(status: Callable[[], dict[str, Any]]) -> AsyncIterator[str]:
+async def status_url(status: Callable[[], dict[str, Any]]) -> AsyncIterator[str]:
     """The endpoint on a port of its own; yields the /status URL."""
     app = build_app(
         metrics=Metrics(version="0"),
@@ -35,14 +35,8 @@ async def serving(status: Callable[[], dict[str, Any]]) -> AsyncIterator[str]:
         healthy=lambda: (True, "ok"),
         scrub=lambda text: text.replace(CANARY, "REDACTED"),
     )
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}/status"
-    finally:
-        await runner.cleanup()
+    async with serving(app) as port:
+        yield f"http://127.0.0.1:{port}/status"
 
 
 async def test_status_streams_the_same_document_scrubbed() -> None:
@@ -50,7 +44,7 @@ async def test_status_streams_the_same_document_scrubbed() -> None:
     head = {"status": "up", "counts": {"up": count, "down": 0}}
     pieces: list[bytes] = []
     async with (
-        serving(lambda: head | {"checks": entries(count)}) as url,
+        status_url(lambda: head | {"checks": entries(count)}) as url,
         aiohttp.ClientSession() as session,
         session.get(url) as response,
     ):
@@ -68,7 +62,7 @@ async def test_status_streams_the_same_document_scrubbed() -> None:
 
 async def test_status_with_no_checks_is_still_json() -> None:
     async with (
-        serving(lambda: {"status": "up", "counts": {}, "checks": iter(())}) as url,
+        status_url(lambda: {"status": "up", "counts": {}, "checks": iter(())}) as url,
         aiohttp.ClientSession() as session,
         session.get(url) as response,
     ):
