@@ -499,7 +499,11 @@ def test_guard_refuses_queries_off_loopback(dns_guard: DnsGuard) -> None:
     assert _asyncio_backend._DatagramSocket.sendto.__name__ == "guarded_sendto"
     assert _asyncio_backend.Backend.make_socket.__name__ == "guarded_make_socket"
     dns_guard.check(("127.0.0.53", 53))
-    with pytest.raises(PermissionError, match=r"not 10\.255\.255\.53"):
-        dns_guard.check(("10.255.255.53", 53))
-    assert dns_guard.refused == ["10.255.255.53"]
+    # Neither is loopback, and neither names a host off this one: the unspecified
+    # address (the address branch) and a name that never resolves (the name branch).
+    with pytest.raises(PermissionError, match=r"not 0\.0\.0\.0"):
+        dns_guard.check(("0.0.0.0", 53))  # noqa: S104 - data for the guard, never bound
+    with pytest.raises(PermissionError, match=r"not resolver\.hotline\.invalid"):
+        dns_guard.check(("resolver.hotline.invalid", 53))
+    assert dns_guard.refused == ["0.0.0.0", "resolver.hotline.invalid"]  # noqa: S104
     dns_guard.refused.clear()  # seen: this test must not fail at teardown
