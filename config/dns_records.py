@@ -9,6 +9,7 @@ exists: it costs a config without one about 30 ms of start-up.
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
@@ -46,6 +47,7 @@ def key(rdtype: str, text: str) -> str:
     return text if rdtype == "TXT" else text.lower()
 
 
+@functools.lru_cache(maxsize=4096)  # checked at load, asked again on every attempt
 def expected(rdtype: RecordType, text: str) -> str:
     """A value written in the config, in the form ``shown`` gives; ValueError if it is
     not a valid value of that type."""

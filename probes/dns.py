@@ -13,6 +13,7 @@ own name (when it is given as a name), ``request`` is the query until its answer
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import socket
 from typing import Any
@@ -60,11 +61,16 @@ async def probe(check: DnsCheck, node: DnsNode, ctx: ProbeContext) -> Observatio
 
 def query_name(query: DnsQuery) -> dns.name.Name:
     """The name asked about, absolute (no search list: a monitor asks for what it says)."""
+    return _name(query.name)
+
+
+@functools.lru_cache(maxsize=4096)  # the same few names on every attempt; Name is immutable
+def _name(text: str) -> dns.name.Name:
     try:
-        ipaddress.ip_address(query.name)
+        ipaddress.ip_address(text)
     except ValueError:
-        return dns.name.from_text(query.name)
-    return dns.reversename.from_address(query.name)  # PTR for an address (checked at load)
+        return dns.name.from_text(text)
+    return dns.reversename.from_address(text)  # PTR for an address (checked at load)
 
 
 async def _ask_server(

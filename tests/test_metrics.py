@@ -15,7 +15,6 @@ from prometheus_client.registry import Collector
 from web.metrics import (
     _ATTEMPTS,
     _RUNS,
-    CHUNK,
     Metrics,
     _CheckView,
     _counter,
@@ -23,6 +22,7 @@ from web.metrics import (
     _render,
     _Tables,
 )
+from web.stream import CHUNK
 
 # --- the oracle: every family through prometheus_client, as /metrics once was ----------
 

@@ -11,7 +11,8 @@ import aiohttp
 
 from tests.endpoint import serving
 from web.app import build_app
-from web.metrics import CHUNK, Metrics
+from web.metrics import Metrics
+from web.stream import CHUNK
 
 CANARY = "canary-status-5150"
 

@@ -7,12 +7,10 @@ takes is a heartbeat, which must carry the check's token and a small body.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hmac
 import json
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from aiohttp import web
@@ -21,7 +19,8 @@ from pydantic import SecretStr
 from config.models import split_address
 from events import log
 from events.ecs import heartbeat_event
-from web.metrics import CHUNK, CONTENT_TYPE, Metrics
+from web.metrics import CONTENT_TYPE, Metrics
+from web.stream import pieces, stream
 
 HEARTBEAT_MAX_BODY = 64 * 1024
 """A heartbeat needs no body; a poster may send a little (a callback id), never more."""
@@ -44,46 +43,11 @@ def build_app(
     record_heartbeat: RecordHeartbeat | None = None,
 ) -> web.Application:
     async def get_metrics(request: web.Request) -> web.StreamResponse:
-        response = web.StreamResponse(headers={"Content-Type": CONTENT_TYPE})
-        await response.prepare(request)
-        try:
-            async with contextlib.aclosing(metrics.chunks()) as chunks:
-                async for chunk in chunks:
-                    await response.write(chunk)
-            await response.write_eof()
-        except ConnectionError:
-            # The scraper hung up (its scrape_timeout, say): nothing to answer, and no
-            # traceback from aiohttp's handler onto stderr, where the events go.
-            pass
-        return response
+        return await stream(request, CONTENT_TYPE, metrics.chunks())
 
     async def get_status(request: web.Request) -> web.StreamResponse:
-        # The document's head at once, then its checks in pieces of about CHUNK bytes,
-        # each entry scrubbed whole (a secret never spans two pieces); the same bytes
-        # as json.dumps of the whole document, without holding all of it.
-        document = status()
-        head = {key: value for key, value in document.items() if key != "checks"}
-        opening = json.dumps(head, ensure_ascii=False)[:-1]
-        response = web.StreamResponse(headers={"Content-Type": "application/json; charset=utf-8"})
-        await response.prepare(request)
-        try:
-            pending = [scrub(opening) + (", " if head else "") + '"checks": [']
-            size, first = 0, True
-            for entry in document.get("checks", ()):
-                piece = scrub(json.dumps(entry, ensure_ascii=False))
-                pending.append(piece if first else ", " + piece)
-                first = False
-                size += len(piece)
-                if size >= CHUNK:
-                    await response.write("".join(pending).encode())
-                    pending, size = [], 0
-                    await asyncio.sleep(0)
-            pending.append("]}")
-            await response.write("".join(pending).encode())
-            await response.write_eof()
-        except ConnectionError:
-            pass  # the client hung up; as for /metrics
-        return response
+        texts = _status_texts(status(), scrub)
+        return await stream(request, "application/json; charset=utf-8", pieces(texts))
 
     async def get_healthz(_: web.Request) -> web.Response:
         ok, reason = healthy()
@@ -152,6 +116,17 @@ async def serve(app: web.Application, listen: str) -> web.AppRunner:
         await runner.cleanup()
         raise
     return runner
+
+
+def _status_texts(document: dict[str, Any], scrub: Callable[[str], str]) -> Iterator[str]:
+    """The document as json.dumps writes it, its checks one by one, each scrubbed whole
+    (a secret never spans two pieces)."""
+    head = {key: value for key, value in document.items() if key != "checks"}
+    opening = scrub(json.dumps(head, ensure_ascii=False)[:-1])
+    yield opening + (", " if head else "") + '"checks": ['
+    for index, entry in enumerate(document.get("checks", ())):
+        yield (", " if index else "") + scrub(json.dumps(entry, ensure_ascii=False))
+    yield "]}"
 
 
 def bound_port(runner: web.AppRunner) -> int:

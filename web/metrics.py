@@ -9,7 +9,6 @@ cleanup beyond dropping keys). Labels are check and node names, never a URL or a
 
 from __future__ import annotations
 
-import asyncio
 import bisect
 import copy
 from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Mapping
@@ -28,14 +27,13 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from engine.result import CheckResult, NodeResult, NodeStatus
+from web.stream import pieces
 
 if TYPE_CHECKING:
     from engine.state import CheckStateView, Transition
     from events.outputs import Output
 
 __all__ = ["CONTENT_TYPE", "Metrics"]
-
-CHUNK = 16 * 1024  # about a millisecond of formatting between two turns of the loop
 
 LATENESS_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _K = TypeVar("_K")
@@ -222,29 +220,12 @@ class Metrics:
             if "spool_bytes" in (gauges := o.gauges())
         }
 
-    def render(self) -> bytes:
-        return _render(self.tables)
-
-    async def chunks(self) -> AsyncGenerator[bytes, None]:
-        """The page in pieces of about CHUNK bytes, formatted from a snapshot.
-
-        Written out as it is made (chunked transfer): the whole page of 10,000 checks
-        is 7 MB, and holding it as lines, text and bytes at once cost the daemon 25 MB
-        of peak memory on every scrape. The loop gets a turn between pieces, so a
-        scrape never makes a run late by more than one piece's formatting."""
+    def chunks(self) -> AsyncGenerator[bytes, None]:
+        """The page in pieces (web/stream.py), formatted from a snapshot as it is
+        written; the few small families, rendered by prometheus_client, end it."""
         self.observe_outputs(self.outputs())
         tables = self.tables.snapshot()
-        pending: list[str] = []
-        size = 0
-        for line in _series_lines(tables):
-            pending.append(line)
-            size += len(line)
-            if size >= CHUNK:
-                yield "".join(pending).encode()
-                pending.clear()
-                size = 0
-                await asyncio.sleep(0)
-        yield "".join(pending).encode() + _registry_text(tables)
+        return pieces(_series_lines(tables), tail=_registry_text(tables))
 
 
 def _render(tables: _Tables) -> bytes:
