@@ -118,12 +118,12 @@ def documents() -> list[dict[str, Any]]:
     docs: list[dict[str, Any]] = []
     for i, (kind, target) in enumerate(
         [
-            ("http", "https://gw-{i}.hotline.example/api/health?region=hn"),
-            ("http", "https://ivr-{i}.hotline.example/status"),
-            ("tcp", "10.20.{i}.15:5432"),
-            ("http", "https://sms-{i}.hotline.example/ping"),
-            ("tcp", "10.20.{i}.30:6379"),
-            ("http", "https://crm-{i}.hotline.example/health"),
+            ("http", "https://gw-{i}.hotline.invalid/api/health?region=hn"),
+            ("http", "https://ivr-{i}.hotline.invalid/status"),
+            ("tcp", "127.20.{i}.15:5432"),
+            ("http", "https://sms-{i}.hotline.invalid/ping"),
+            ("tcp", "127.20.{i}.30:6379"),
+            ("http", "https://crm-{i}.hotline.invalid/health"),
         ]
     ):
         name = f"{kind}-link-{i}"
@@ -145,13 +145,13 @@ def documents() -> list[dict[str, Any]]:
     )
     failed = NodeResult(
         "primary",
-        "https://pay.hotline.example/api/health?token=REDACTED",
+        "https://pay.hotline.invalid/api/health?token=REDACTED",
         NodeStatus.DOWN,
         (Attempt(1, 5.0, timeout), Attempt(2, 5.0, timeout)),
         10.0,
     )
     served = NodeResult(
-        "standby", "https://pay-dr.hotline.example/api/health", NodeStatus.UP,
+        "standby", "https://pay-dr.hotline.invalid/api/health", NodeStatus.UP,
         (Attempt(1, 0.0451, None, {}, cert),), 0.0451,
     )  # fmt: skip
     degraded = CheckResult(

@@ -37,7 +37,6 @@ RECORDS = [
     *(f"--txt-record=big.{ZONE},{i}{LONG_TEXT}" for i in range(6)),
     f"--mx-host={ZONE},mail.{ZONE},10",
     f"--srv-host=_sip._tcp.{ZONE},app.{ZONE},5060,1,2",
-    f"--ptr-record=1.0.20.10.in-addr.arpa,app.{ZONE}",
 ]
 
 
