@@ -195,8 +195,7 @@ def run(
 
     from probes import PROBES
 
-    checks = [config.check(n) for n in names] if names is not None else config.checks
-    PROBES.prepare(checks)  # imports before the runs, not timed inside their attempts
+    PROBES.prepare(config.selected(names))  # imports before the runs, not timed in them
     gc.freeze()  # what exists now lives until exit: keep it out of any later collection
     from engine.loop import run as run_loop
 

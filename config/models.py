@@ -10,7 +10,7 @@ import codecs
 import ipaddress
 import math
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import unquote, urlsplit
@@ -1099,6 +1099,11 @@ class ProbeConfig(Model):
         if cycle:
             raise ValueError("depends_on forms a cycle: " + " -> ".join(cycle))
         return checks
+
+    def selected(self, names: Iterable[str] | None = None) -> list[CheckBase]:
+        """The checks so named, in the order given (KeyError if one is not); all when
+        ``names`` is None."""
+        return [self.check(n) for n in names] if names is not None else list(self.checks)
 
     def check(self, name: str) -> CheckBase:
         """The check called ``name`` (KeyError if none); the daemon asks on every run."""

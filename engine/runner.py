@@ -254,7 +254,7 @@ async def run_all(
     probes: Mapping[str, Probe] = PROBES,
 ) -> list[CheckResult]:
     """Run checks concurrently under a bound; results come back in config order."""
-    checks = [config.check(n) for n in names] if names is not None else list(config.checks)
+    checks = config.selected(names)
     slots = asyncio.Semaphore(concurrency or config.concurrency)
 
     async def one(check: CheckBase) -> CheckResult:

@@ -31,9 +31,11 @@ class Registry(Mapping[str, Probe]):
     def __getitem__(self, kind: str) -> Probe:
         probe = self._loaded.get(kind)
         if probe is None:
-            module = importlib.import_module(self._modules[kind])  # KeyError: no such kind
-            probe = self._loaded[kind] = module.probe
+            probe = self._loaded[kind] = self._module(kind).probe
         return probe
+
+    def _module(self, kind: str) -> Any:
+        return importlib.import_module(self._modules[kind])  # KeyError: no such kind
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._modules)
@@ -51,8 +53,8 @@ class Registry(Mapping[str, Probe]):
         for check in checks:
             by_kind.setdefault(check.kind, []).append(check)
         for kind, of_kind in by_kind.items():
-            self[kind]
-            module = importlib.import_module(self._modules[kind])
+            module = self._module(kind)
+            self._loaded.setdefault(kind, module.probe)
             if hasattr(module, "prepare"):
                 module.prepare(of_kind)
 

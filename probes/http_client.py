@@ -93,8 +93,7 @@ def authority(url: str) -> str:
 
 async def read_body(response: aiohttp.ClientResponse, limit: int) -> bytes:
     """At most ``limit`` bytes of body, decompressed (see CappedBody)."""
-    if response.status not in (101, 204, 304):  # their Content-Length announces no body
-        check_announced(response.content_length, limit)
+    check_announced(response.status, response.content_length, limit)
     body = CappedBody(limit, response.headers.get("Content-Encoding"))
     if not body.inflating and response.content_length is not None:
         return await response.read()  # aiohttp stops at Content-Length, already under the cap

@@ -78,9 +78,12 @@ class CappedBody:
         return b"".join(self._chunks)
 
 
-def check_announced(declared: int | None, limit: int) -> None:
+_NO_BODY = frozenset({101, 204, 304})  # a Content-Length here announces no body to read
+
+
+def check_announced(status: int, declared: int | None, limit: int) -> None:
     """Refuse a body whose Content-Length is over the cap before reading any of it."""
-    if declared is not None and declared > limit:
+    if declared is not None and declared > limit and status not in _NO_BODY:
         raise ProbeFailure(
             ErrorType.BODY_TOO_LARGE,
             f"body of {declared} bytes announced, the check reads at most {limit}",

@@ -20,8 +20,9 @@ import base64
 import functools
 import ipaddress
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import httptools
 from yarl import URL
@@ -30,7 +31,7 @@ from config.models import HttpCheckBase, HttpNode
 from engine.clock import Clock
 from probes.base import ErrorType, ProbeContext, ProbeFailure
 from probes.http_common import Answer, CappedBody, check_announced
-from probes.net import RESET, os_failure, resolve
+from probes.net import RESET, connect_first, os_failure, resolve
 
 HEAD_LIMIT = 64 * 1024
 """Most bytes of status line and headers read before the answer is refused: llhttp
@@ -42,7 +43,6 @@ _FRAMING_PER_BODY_BYTE = 8  # "1\r\nx\r\n": one-byte chunks carry five bytes of 
 
 # Headers this client writes itself, whatever the check says.
 _OWN = frozenset({"content-length", "transfer-encoding", "connection"})
-_NO_BODY = frozenset({101, 204, 304})  # a Content-Length here announces no body to read
 _NOT_FOLLOWED = frozenset({"HEAD", "CONNECT"})  # answers without a body llhttp can tell
 
 
@@ -162,20 +162,11 @@ async def exchange(
     addresses = target.literal or await resolve(target.host, target.port, ctx)
     loop = asyncio.get_running_loop()
     reader = _Reader(loop, ctx.clock, marks, check.max_body_bytes, target.where)
-    marks["connect_start"] = ctx.clock.monotonic()
-    last: OSError | None = None
-    for family, address in addresses:
-        try:
-            transport, _ = await loop.create_connection(
-                lambda: reader, address, target.port, family=family
-            )
-            break
-        except OSError as exc:  # the next address, as aiohttp and browsers do
-            last = exc
-    else:
-        assert last is not None
-        raise os_failure(last, target.where) from None
-    marks["connect_end"] = ctx.clock.monotonic()
+
+    def connect(family: int, address: str) -> Awaitable[tuple[asyncio.Transport, Any]]:
+        return loop.create_connection(lambda: reader, address, target.port, family=family)
+
+    transport, _ = await connect_first(addresses, connect, target.where, ctx)
     try:
         transport.write(request)
         marks["sent"] = ctx.clock.monotonic()
@@ -309,8 +300,7 @@ class _Reader(asyncio.Protocol):
             self._interim = True  # 100 Continue, 103 Early Hints: the answer follows
             return
         self._headers_done = True
-        if self._status not in _NO_BODY:
-            check_announced(self._declared, self._limit)
+        check_announced(self._status, self._declared, self._limit)
         self._body = CappedBody(self._limit, self._encoding)
 
     def on_body(self, body: bytes) -> None:

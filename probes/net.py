@@ -12,11 +12,14 @@ import errno
 import ipaddress
 import socket
 import ssl
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from probes.base import ErrorType, ProbeContext, ProbeFailure, attempt_marks
 from probes.tls_common import ssl_failure
 
 Stream = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+T = TypeVar("T")
 
 RESET = frozenset({errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED})
 """The peer (or a box on the way) dropped an established connection."""
@@ -86,24 +89,40 @@ async def open_stream(
     server_name: str | None = None,
 ) -> Stream:
     """Resolve, connect, then shake hands, marking each phase's boundaries."""
-    marks = attempt_marks()
     addresses = await resolve(host, port, ctx)
     where = f"{host}:{port}"
+
+    def connect(family: int, address: str) -> Awaitable[Stream]:
+        return asyncio.open_connection(address, port, family=family)
+
+    reader, writer = await connect_first(addresses, connect, where, ctx)
+    if tls is not None:
+        await start_tls(writer, tls, server_name or host, where, ctx)
+    return reader, writer
+
+
+async def connect_first(
+    addresses: list[tuple[int, str]],
+    connect: Callable[[int, str], Awaitable[T]],
+    where: str,
+    ctx: ProbeContext,
+) -> T:
+    """``connect`` to each address in turn until one answers (as browsers do), with
+    the connect phase marked; the last refusal, named, when none does."""
+    marks = attempt_marks()
     marks["connect_start"] = ctx.clock.monotonic()
     last: OSError | None = None
     for family, address in addresses:
         try:
-            reader, writer = await asyncio.open_connection(address, port, family=family)
+            connected = await connect(family, address)
             break
-        except OSError as exc:  # try the next address, as a browser would
+        except OSError as exc:
             last = exc
     else:
         assert last is not None
         raise os_failure(last, where) from None
     marks["connect_end"] = ctx.clock.monotonic()
-    if tls is not None:
-        await start_tls(writer, tls, server_name or host, where, ctx)
-    return reader, writer
+    return connected
 
 
 async def start_tls(
