@@ -40,7 +40,7 @@ RECORDS = [
 ]
 
 
-def free_port(host: str = "127.0.0.1") -> int:
+def free_udp_and_tcp_port(host: str = "127.0.0.1") -> int:
     """A port free for both UDP and TCP on ``host`` (dnsmasq serves both)."""
     while True:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
@@ -69,7 +69,7 @@ def dnsmasq(host: str = "127.0.0.1", port: int | None = None) -> Iterator[Dnsmas
     """dnsmasq in the foreground on ``host``, answering only for hotline.test (NXDOMAIN
     for other names there, REFUSED elsewhere: it has no upstream)."""
     for _ in range(3):  # a free port can be taken between the check and the bind
-        chosen = port or free_port(host)
+        chosen = port or free_udp_and_tcp_port(host)
         proc = subprocess.Popen(
             [
                 str(DNSMASQ),

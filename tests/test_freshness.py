@@ -23,6 +23,7 @@ from engine.result import CheckResult, Status
 from engine.runner import run_check
 from probes.base import ErrorType, ProbeContext
 from probes.timestamps import NotATimestamp, to_utc
+from tests.ports import free_port
 from web.app import bound_port, serve
 
 TOKEN = "canary-push-token-5e1b"
@@ -428,12 +429,7 @@ async def test_http_source(
 
 async def test_http_source_refused(fake_clock: FakeClock) -> None:
     """Nothing listening is a connection failure, as for an http check."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    source = f'{{type: http, url: "http://127.0.0.1:{port}/s", field: at}}'
+    source = f'{{type: http, url: "http://127.0.0.1:{free_port()}/s", field: at}}'
     result = await file_run(fake_clock, source)
     assert error_of(result)[0] is ErrorType.CONNECTION_REFUSED
 

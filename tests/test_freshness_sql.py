@@ -7,7 +7,6 @@ bad credentials each end in a precise error type, never a crash."""
 from __future__ import annotations
 
 import json
-import socket
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -22,6 +21,7 @@ from engine.clock import FakeClock
 from engine.result import CheckResult, Status
 from engine.runner import run_check
 from probes.base import ErrorType, ProbeContext
+from tests.ports import free_port
 from tests.test_freshness import details_of, error_of, freshness
 
 PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "database": "test"}
@@ -220,9 +220,7 @@ async def test_dsn_and_refused_port(db: Database, fake_clock: FakeClock) -> None
     check = freshness(json.dumps(source | {"dsn": dsn}))
     async with ProbeContext(clock=fake_clock) as ctx:
         assert (await run_check(check, ctx)).status is Status.UP
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            closed = sock.getsockname()[1]
+        closed = free_port()
         refused = freshness(
             json.dumps(
                 source

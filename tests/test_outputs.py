@@ -20,6 +20,7 @@ from events.outputs import Output, build_one
 from events.redact import Scrubber
 from events.spool import DiskSpool, SpoolError, frame_records
 from tests.event_schema import validate
+from tests.ports import free_port
 
 CANARY = "canary-outputs-5b2e91"
 
@@ -222,16 +223,10 @@ async def until(condition: Any, within: float = 5.0) -> None:
         await asyncio.sleep(0.01)
 
 
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])  # nothing listens once the socket is closed
-
-
 async def test_refused_collector_spools_and_reports_once(
     tmp_path: Path, outputs: list[Output], captured: list[dict[str, Any]]
 ) -> None:
-    output = build_one("siem", syslog(closed_port(), tmp_path))
+    output = build_one("siem", syslog(free_port(), tmp_path))
     outputs.append(output)
     await output.start()
     route(output)

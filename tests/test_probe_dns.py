@@ -34,9 +34,10 @@ from tests.dns_peers import (
     Dnsmasq,
     dnsmasq,
     fault_server,
-    free_port,
+    free_udp_and_tcp_port,
     reply_with,
 )
+from tests.ports import free_port
 
 pytestmark = pytest.mark.skipif(not DNSMASQ.exists(), reason=f"{DNSMASQ} is missing (dnsmasq-base)")
 
@@ -283,9 +284,7 @@ async def test_silent_server_times_out_in_the_request(ctx: ProbeContext) -> None
 
 async def test_nothing_listening_is_refused_at_once(ctx: ProbeContext) -> None:
     """A closed UDP port is refused (the kernel's port-unreachable), not a timeout."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as holder:
-        holder.bind(("127.0.0.1", 0))
-        port = holder.getsockname()[1]
+    port = free_port(socket.SOCK_DGRAM)
     result = await ask(f"127.0.0.1:{port}", f"{{name: app.{ZONE}}}", ctx, timeout="2s")
     refused = (ErrorType.CONNECTION_REFUSED, f"connection refused by 127.0.0.1:{port}")
     assert error_of(result) == refused
@@ -295,7 +294,7 @@ async def test_nothing_listening_is_refused_at_once(ctx: ProbeContext) -> None:
 async def test_truncated_answer_with_tcp_refused(ctx: ProbeContext) -> None:
     """A truncated UDP answer from a server without TCP is refused on the TCP retry."""
     truncated = reply_with(flags=dns.flags.TC)
-    port = free_port()
+    port = free_udp_and_tcp_port()
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as holder:
         holder.bind(("127.0.0.1", port))  # bound, never listening: connections refused
         async with fault_server(truncated, port=port) as (address, _):

@@ -6,7 +6,6 @@ is the production one, so timeouts are enforced exactly as in `probe --all`.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,6 +19,8 @@ from engine.result import CheckResult, NodeStatus, Status
 from engine.runner import run_check
 from probes.base import ErrorType, ProbeContext
 from simulator import Mode, Simulator
+from tests.endpoint import serving
+from tests.ports import free_port
 
 
 @pytest.fixture
@@ -316,20 +317,6 @@ async def test_failover_across_real_nodes(sim: Simulator, ctx: ProbeContext) -> 
     assert [n.status for n in result.nodes] == [NodeStatus.DOWN, NodeStatus.UP]
     assert len(result.nodes[0].attempts) == 2
     assert b.requests == 1
-
-
-@contextlib.asynccontextmanager
-async def serving(app: Any, ssl_context: Any = None) -> AsyncIterator[int]:
-    """A one-off aiohttp app on 127.0.0.1, port 0; yields the port."""
-    from aiohttp import web
-
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    try:
-        await web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context).start()
-        yield int(runner.addresses[0][1])
-    finally:
-        await runner.cleanup()
 
 
 async def with_peak_memory(check: CheckBase, ctx: ProbeContext) -> tuple[CheckResult, int]:
@@ -644,12 +631,7 @@ checks:
 
 async def test_a_refused_port_reads_the_same_for_every_kind(ctx: ProbeContext) -> None:
     """One wording for one socket error, whichever kind met it (probes/net.py)."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    address = f"127.0.0.1:{port}"
+    address = f"127.0.0.1:{free_port()}"
     checks = [
         one_check("tcp", f'[{{name: n, address: "{address}"}}]', retries="{attempts: 1}"),
         one_check("tls", f'[{{name: n, address: "{address}"}}]', retries="{attempts: 1}"),

@@ -31,6 +31,7 @@ from engine.runner import run_check
 from probes.base import ErrorType, ProbeContext
 from probes.signing import canonical_query, signature_headers
 from tests.cli_run import probe
+from tests.endpoint import serving
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = (ROOT / "docs" / "signing.md").read_text(encoding="utf-8")
@@ -196,15 +197,9 @@ async def verifying_server(secret: str) -> AsyncIterator[Verifier]:
     verifier = Verifier(secret=secret)
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", verifier.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        verifier.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    async with serving(app) as port:
+        verifier.url = f"http://127.0.0.1:{port}"
         yield verifier
-    finally:
-        await runner.cleanup()
 
 
 @pytest.fixture
