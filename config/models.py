@@ -64,6 +64,10 @@ RunCount = Annotated[int, Field(ge=1, le=100)]
 """A number of consecutive runs (confirm_after, recover_after, failback_after)."""
 
 
+def _upper(value: Any) -> Any:
+    return value.upper() if isinstance(value, str) else value
+
+
 class Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -215,12 +219,19 @@ Payload = Annotated[
 """A TCP ``send:``: references resolved, values kept apart from the backslash escapes."""
 
 
-class HttpNode(Node):
-    url: HttpUrl
+Method = Annotated[Literal["GET", "HEAD", "POST", "PUT", "OPTIONS"], BeforeValidator(_upper)]
+
+
+class _HidesUrl(BaseModel):
+    """Shows its ``url`` without credentials or secret query values in reprs."""
 
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
         for name, value in super().__repr_args__():
             yield name, _shown_url(value) if name == "url" else value
+
+
+class HttpNode(_HidesUrl, Node):
+    url: HttpUrl
 
 
 class AddressNode(Node):
@@ -325,7 +336,7 @@ def _one_line(value: SecretStr) -> SecretStr:
 HeaderValue = Annotated[Secret, AfterValidator(_one_line)]
 
 
-class ProxyOptions(Model):
+class ProxyOptions(_HidesUrl, Model):
     """The forward proxy an HTTP check goes through (``proxy:``)."""
 
     url: ProxyUrl
@@ -367,10 +378,6 @@ class ProxyOptions(Model):
         if parts.username is None:
             return None
         return unquote(parts.username), unquote(parts.password or "")
-
-    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
-        for name, value in super().__repr_args__():
-            yield name, _shown_url(value) if name == "url" else value
 
 
 TEMPLATE_FIELD = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
@@ -462,7 +469,7 @@ class HttpCheckBase(CheckBase):
     """What every check that sends one HTTP request shares (kinds http and proxy)."""
 
     nodes: list[HttpNode] = Field(min_length=1)
-    method: Literal["GET", "HEAD", "POST", "PUT", "OPTIONS"] = "GET"
+    method: Method = "GET"
     headers: Headers = Field(default_factory=dict)
     """Every header value is treated as a secret (Authorization, tokens, cookies)."""
     body: WithReferences | None = None
@@ -495,11 +502,6 @@ class HttpCheckBase(CheckBase):
                 if name.lower() in own:
                     raise ValueError(f"header {name} is set by both headers and sign")
         return self
-
-    @field_validator("method", mode="before")
-    @classmethod
-    def _upper(cls, value: Any) -> Any:
-        return value.upper() if isinstance(value, str) else value
 
 
 class HttpCheck(HttpCheckBase):
@@ -820,10 +822,6 @@ SYSTEM_RESOLVER = DnsNode(name="system")
 """The node of a dns check that names no servers."""
 
 Rcode = Literal["NOERROR", "NXDOMAIN", "SERVFAIL", "REFUSED"]
-
-
-def _upper(value: Any) -> Any:
-    return value.upper() if isinstance(value, str) else value
 
 
 def _as_list(value: Any) -> Any:

@@ -24,7 +24,7 @@ import orjson
 import structlog
 
 from engine.result import CheckResult
-from events.ecs import ECS_VERSION, attempt_events, check_event, failover_event
+from events.ecs import ECS_VERSION, attempt_events, check_event, daemon_event, failover_event
 from events.formats import without_surrogates
 from events.outputs import Output, Problem
 from events.outputs.stream import StreamSink
@@ -144,21 +144,21 @@ class Pipeline:
                     output.failed(f"internal error in output: {exc!r}", level="error")
         finally:
             self._emitting = False
-        while self._pending and not self._emitting:
-            self._report(self._pending.pop(0))
+        self._drain()
 
     # structlog calls the method named after the level.
     debug = info = warning = warn = error = critical = exception = msg = write
 
     def _problem(self, problem: Problem) -> None:
         self._pending.append(problem)
-        if not self._emitting:
-            while self._pending:
-                self._report(self._pending.pop(0))
+        self._drain()
+
+    def _drain(self) -> None:
+        """Report the problems outputs had, once no event is being written."""
+        while self._pending and not self._emitting:
+            self._report(self._pending.pop(0))
 
     def _report(self, problem: Problem) -> None:
-        from events.ecs import daemon_event
-
         document = daemon_event(
             problem.action,
             f"output {problem.output}: {problem.message}",
@@ -172,9 +172,6 @@ class Pipeline:
                 brief = {k: document[k] for k in ("message", "log", "event")}
                 sys.stderr.write(self.scrub(_dumps(brief)) + "\n")
         emit(document)
-
-    def counts(self) -> dict[str, dict[str, int]]:
-        return {o.name: dict(o.counts) for o in self.outputs}
 
 
 def _dumps(obj: Any) -> str:
@@ -216,11 +213,6 @@ def configure(
     return pipeline
 
 
-def current() -> Pipeline | None:
-    """The configured pipeline (for /metrics), if any."""
-    return _pipeline
-
-
 def emit_result(result: CheckResult) -> None:
     """The events of one run of ``probe``: the result, and the failover if there was one."""
     for document in attempt_events(result):
@@ -239,16 +231,14 @@ def emit(document: dict[str, Any]) -> None:
     structlog.get_logger() goes through the same steps and the same outputs."""
     level = document.get("log", {}).get("level", "info")
     pipeline = _pipeline
-    if pipeline is None:
-        fields = dict(document)
-        message = fields.pop("message")
-        fields["_event"] = fields.pop("event", None)  # structlog's own key is "event"
-        structlog.get_logger().log(_LEVELS[level], message, **fields)
-        return
-    if _LEVELS[level] < pipeline.level:
+    if pipeline is not None and _LEVELS[level] < pipeline.level:
         return
     fields = dict(document)
     message = fields.pop("message")
     ecs_event = fields.pop("event", None)
+    if pipeline is None:
+        fields["_event"] = ecs_event  # structlog's own key is "event"
+        structlog.get_logger().log(_LEVELS[level], message, **fields)
+        return
     args, kwargs = pipeline.render(None, level, _compose(message, ecs_event, fields, level))
     pipeline.write(*args, **kwargs)

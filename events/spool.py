@@ -315,7 +315,6 @@ class MemorySpool:
         self._bytes = 0
         self._head = 0  # the number of _records[0] in the order of arrival
         self.dropped = 0
-        self.damaged = 0
 
     def append(self, record: bytes) -> None:
         self._records.append(record)
@@ -329,11 +328,6 @@ class MemorySpool:
     def _pop(self) -> None:
         self._bytes -= len(self._records.popleft())
         self._head += 1
-
-    def prepend(self, records: list[bytes]) -> None:
-        self._records.extendleft(reversed(records))
-        self._bytes += sum(len(r) for r in records)
-        self._head -= len(records)
 
     def read_batch(self, max_bytes: int = 256 * 1024) -> tuple[list[bytes], Token]:
         batch: list[bytes] = []
@@ -362,9 +356,3 @@ class MemorySpool:
     @property
     def size(self) -> int:
         return self._bytes
-
-    def close(self) -> None:
-        pass
-
-
-Spool = DiskSpool | MemorySpool
