@@ -1036,8 +1036,8 @@ class ProbeConfig(Model):
         with collect_references() as found, checking_once():
             config = handler(data)
         config._referenced = frozenset(found)
-        _share_fields_sets(config, {})
-        _share_equal_parts(config)
+        _share_equal_parts(config)  # first: the walk below then visits shared parts once
+        _share_fields_sets(config, {}, set())
         return config
 
     @model_validator(mode="before")
@@ -1156,7 +1156,7 @@ def _shape(value: Any) -> Any:
     return (type(value), value)
 
 
-def _share_fields_sets(value: Any, shared: dict[frozenset[str], set[str]]) -> None:
+def _share_fields_sets(value: Any, shared: dict[frozenset[str], set[str]], seen: set[int]) -> None:
     """Give models that set the same fields one ``__pydantic_fields_set__`` between them.
 
     pydantic keeps a set of the names each instance was given; every check, node and
@@ -1165,19 +1165,22 @@ def _share_fields_sets(value: Any, shared: dict[frozenset[str], set[str]]) -> No
     copies it first): sharing equal ones changes nothing but the memory.
     """
     if isinstance(value, BaseModel):
+        if id(value) in seen:  # a part shared by many checks (_share_equal_parts)
+            return
+        seen.add(id(value))
         names = value.__pydantic_fields_set__
         key = frozenset(names)
         object.__setattr__(value, "__pydantic_fields_set__", shared.setdefault(key, names))
-        for item in value.__dict__.values():
-            if isinstance(item, (BaseModel, list, tuple, dict)):
-                _share_fields_sets(item, shared)
+        items: Any = value.__dict__.values()
     elif isinstance(value, (list, tuple)):
-        for item in value:
-            _share_fields_sets(item, shared)
+        items = value
     elif isinstance(value, dict):
-        for item in value.values():
-            if isinstance(item, (BaseModel, list, tuple, dict)):
-                _share_fields_sets(item, shared)
+        items = value.values()
+    else:
+        return
+    for item in items:
+        if isinstance(item, (BaseModel, list, tuple, dict)):
+            _share_fields_sets(item, shared, seen)
 
 
 def _find_cycle(graph: dict[str, list[str]]) -> list[str]:
