@@ -625,7 +625,7 @@ class PushSource(Model):
 _MIN_TOKEN = 16
 
 
-class HttpSource(Model):
+class HttpSource(_HidesUrl, Model):
     """A timestamp read from a JSON field of a URL (a receiver's status page)."""
 
     type: Literal["http"]

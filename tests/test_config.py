@@ -15,7 +15,7 @@ from pydantic import SecretStr
 from config import secret_values
 from config.duration import format_duration, parse_duration
 from config.load import ConfigError, find_config, load_config, parse_config
-from config.models import CHECK_MODELS, HttpCheck, TcpCheck, kind_of
+from config.models import CHECK_MODELS, FreshnessCheck, HttpCheck, TcpCheck, kind_of
 from config.tls import build_ssl_context
 from probes import PROBES
 
@@ -542,3 +542,20 @@ def test_parts_that_only_compare_equal_are_not_shared(monkeypatch: pytest.Monkey
     assert a.proxy is not b.proxy and a.expect is not b.expect
     assert [c.model_dump()["proxy"]["username"] for c in (a, b)] == ["${env:PU}", "${env:PU2}"]
     assert str(a.expect.json_fields["x"]) == "-0.0"
+
+
+def test_urls_show_no_credentials_in_a_repr() -> None:
+    """A node, a proxy and a freshness http source hide the password and secret query
+    values of their URL wherever the model itself is printed (a log line, a traceback)."""
+    config = parse_config(
+        "checks:\n"
+        '  - {name: web, kind: http, nodes: [{name: n, url: "https://u:canary-pw-1@h.invalid/"}], '
+        'proxy: {url: "http://p:canary-pw-2@proxy.invalid:3128"}}\n'
+        "  - {name: cb, kind: freshness, max_age: 5m, source: {type: http, "
+        'url: "https://u:canary-pw-3@h.invalid/x?token=canary-tok-4", field: at}}\n'
+    )
+    web, callback = config.checks
+    assert isinstance(web, HttpCheck) and isinstance(callback, FreshnessCheck)
+    shown = repr(web.nodes[0]) + repr(web.proxy) + repr(callback.source)
+    assert "canary" not in shown
+    assert "h.invalid" in shown and "proxy.invalid" in shown
