@@ -33,6 +33,7 @@ from pydantic import (
     model_validator,
 )
 
+from config.common import ADDRESS, Model, Name, check_address, split_address
 from config.dns_records import RecordType
 from config.duration import Duration, format_duration
 from config.outputs import Output, StreamOutput, check_outputs
@@ -48,12 +49,6 @@ from config.secrets import (
 from config.tls import check_files, checking_once
 from events.redact import redact_url
 
-Name = Annotated[
-    str,
-    StringConstraints(min_length=1, max_length=63, pattern=r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"),
-]
-"""Check and node names: lowercase letters, digits and inner hyphens (they become metric labels)."""
-
 MiB = 1024 * 1024
 
 # Bounded fields that both ``defaults:`` and a check may set: one definition each, so
@@ -66,10 +61,6 @@ RunCount = Annotated[int, Field(ge=1, le=100)]
 
 def _upper(value: Any) -> Any:
     return value.upper() if isinstance(value, str) else value
-
-
-class Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 class Retries(Model):
@@ -138,25 +129,6 @@ def _check_http_url(url: str) -> str:
     except ValueError:
         raise ValueError("url has a bad port (it must be a number from 1 to 65535)") from None
     return url
-
-
-_ADDRESS = re.compile(r"^(?:\[(?P<v6>[0-9a-fA-F:.]+)\]|(?P<host>[^:\[\]\s]+)):(?P<port>\d{1,5})$")
-
-
-def split_address(address: str, *, any_port: bool = False) -> tuple[str, int]:
-    """``host:port`` or ``[v6]:port`` into its parts; ``any_port`` admits port 0."""
-    match = _ADDRESS.match(address)
-    if not match:
-        raise ValueError("address must be host:port (IPv6 as [addr]:port)")
-    port = int(match.group("port"))
-    if not (0 if any_port else 1) <= port < 65536:
-        raise ValueError("port must be between 1 and 65535")
-    return match.group("v6") or match.group("host"), port
-
-
-def _check_address(address: str) -> str:
-    split_address(address)
-    return address
 
 
 def _check_listen(listen: str) -> str:
@@ -235,7 +207,7 @@ class HttpNode(_HidesUrl, Node):
 
 
 class AddressNode(Node):
-    address: Annotated[str, AfterValidator(_check_address)]
+    address: Annotated[str, AfterValidator(check_address)]
 
     @property
     def host(self) -> str:
@@ -790,7 +762,7 @@ def split_server(address: str) -> tuple[str, int]:
     """A DNS server as ``host``, ``host:port``, ``[v6]:port`` or a bare IPv6 address;
     the port is 53 unless given."""
     text = address.strip()
-    if _ADDRESS.match(text):
+    if ADDRESS.match(text):
         return split_address(text)
     bare = text[1:-1] if text.startswith("[") and text.endswith("]") else text
     try:

@@ -6,33 +6,24 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ByteSize, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, ByteSize, Field, model_validator
 
+from config.common import Model, Name, check_address
 from config.duration import Duration
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-OutputName = Annotated[
-    str,
-    Field(min_length=1, max_length=63, pattern=r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"),
-]
-
-
-class StreamOutput(_Model):
+class StreamOutput(Model):
     """JSON lines on stdout or stderr (journald keeps them under systemd)."""
 
     type: Literal["stderr", "stdout"]
-    name: OutputName | None = None
+    name: Name | None = None
 
 
-class FileOutput(_Model):
+class FileOutput(Model):
     """A JSON-lines file, rotated by rename when it would pass ``max_bytes``."""
 
     type: Literal["file"]
-    name: OutputName | None = None
+    name: Name | None = None
     path: Path
     max_bytes: ByteSize = Field(ByteSize(50_000_000), ge=4096)
     """``50MB`` is 50,000,000 bytes, ``50MiB`` 52,428,800."""
@@ -40,14 +31,7 @@ class FileOutput(_Model):
     """Rotated files kept beside the live one: events.jsonl.1 (newest) .. .N."""
 
 
-def _check_address(address: str) -> str:
-    from config.models import split_address  # here: config.models imports this module
-
-    split_address(address)
-    return address
-
-
-class SyslogTls(_Model):
+class SyslogTls(Model):
     """RFC 5425: the collector's CA and, when it asks for one, our client certificate."""
 
     ca_file: Path | None = None
@@ -73,15 +57,15 @@ FACILITIES = {
 }  # fmt: skip
 
 
-class SyslogOutput(_Model):
+class SyslogOutput(Model):
     """RFC 5424 to a collector over UDP, TCP (octet counting) or TLS (RFC 5425)."""
 
     type: Literal["syslog"]
-    name: OutputName | None = None
+    name: Name | None = None
     transport: Literal["udp", "tcp", "tls", "relp"] = "tcp"
     """relp: rsyslog's acknowledged protocol (imrelp); the only one where a collector's
     restart can lose nothing at all (docs/events.md)."""
-    address: Annotated[str, AfterValidator(_check_address)]
+    address: Annotated[str, AfterValidator(check_address)]
     format: Literal["json", "cef"] = "json"
     facility: Literal[tuple(FACILITIES)] = "local0"  # type: ignore[valid-type]
     app_name: str = Field("hotline-probe", min_length=1, max_length=48, pattern=r"^[!-~]+$")

@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import SecretStr
 
-from config.models import split_address
+from config.common import split_address
 from events import log
 from events.ecs import heartbeat_event
 from web.metrics import CONTENT_TYPE, Metrics

@@ -30,6 +30,7 @@ from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
+from config.common import split_address
 from config.outputs import SyslogOutput
 from events.ecs import observer
 from events.formats import Rfc5424
@@ -54,8 +55,6 @@ class SyslogSink(Output):
 
     def __init__(self, name: str, config: SyslogOutput, *, hostname: str) -> None:
         super().__init__(name)
-        from config.models import split_address  # config.models imports config.outputs
-
         self.config = config
         self.format = Rfc5424(config, hostname or observer()["hostname"])
         self.host, self.port = split_address(config.address)
