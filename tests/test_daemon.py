@@ -7,7 +7,6 @@ a test advances the ManualClock, so minutes of schedule take milliseconds.
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 import socket
@@ -26,6 +25,7 @@ from engine.notify import Notifier
 from simulator import Mode, Simulator
 from simulator.http_node import SimHttpNode
 from simulator.tcp_node import SimTcpNode
+from tests.daemon_time import advance_and_finish
 from tests.event_schema import validate
 from web.app import bound_port
 
@@ -87,14 +87,7 @@ class Env:
         return [json.loads(line) for line in self.events.getvalue().splitlines()]
 
     async def tick(self, seconds: float = INTERVAL) -> None:
-        """Advance virtual time and wait until the runs it started have finished."""
-        await self.clock.advance(seconds)
-        for _ in range(500):
-            await settle()
-            if self.daemon.scheduler.running == 0:
-                return
-            await asyncio.sleep(0.005)
-        raise AssertionError("runs did not finish")
+        await advance_and_finish(self.daemon, self.clock, seconds)
 
     async def get(self, path: str) -> tuple[int, str]:
         assert self.daemon.web is not None

@@ -14,9 +14,10 @@ import pytest
 
 from config.load import load_config
 from daemon import Daemon
-from engine.clock import ManualClock, settle
+from engine.clock import ManualClock
 from engine.notify import Notifier
 from simulator import Simulator
+from tests.daemon_time import advance_and_finish
 from tests.event_schema import validate
 from tests.rsyslog import Rsyslog
 from tests.test_output_syslog import parse
@@ -68,12 +69,7 @@ async def running(tmp_path: Path) -> AsyncIterator[tuple[Daemon, Rsyslog, Path, 
 
 
 async def run_once(daemon: Daemon, clock: ManualClock) -> None:
-    await clock.advance(10.0)
-    for _ in range(400):
-        await settle()
-        if daemon.scheduler.running == 0:
-            return
-        await asyncio.sleep(0.005)
+    await advance_and_finish(daemon, clock, 10.0)
 
 
 async def test_events_reach_the_file_and_rsyslog_and_are_counted(

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ from simulator import Mode, SimDnsNode, Simulator
 from simulator import demo as demo_module
 from simulator.demo import EXAMPLE, build
 from simulator.modes import GARBAGE_BYTES
-from tests.cli_run import ROOT
+from tests.cli_run import probe
 
 NAME = "node-a.police110.hotline.invalid"  # the name the example's dns check asks
 DNS_CHECK = "dns-police-110"
@@ -253,17 +252,10 @@ async def test_demo_leaves_icmp_out_where_it_cannot_ping(
 
 
 async def probe_all(config: Path) -> tuple[int, dict[str, Any]]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        *("-m", "cli", "--all", "--json", "--events", "off", "-c", str(config)),
-        cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode is not None and stdout, stderr.decode()
-    checks = {c["name"]: c for c in json.loads(stdout)["checks"]}
-    return process.returncode, checks
+    run = await probe("--all", "--json", "--events", "off", "-c", str(config))
+    assert run.stdout, run.stderr
+    checks = {c["name"]: c for c in json.loads(run.stdout)["checks"]}
+    return run.code, checks
 
 
 async def test_probe_all_against_the_demo_follows_the_dns_switches(

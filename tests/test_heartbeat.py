@@ -17,9 +17,10 @@ import pytest
 
 from config.load import load_config
 from daemon import Daemon
-from engine.clock import ManualClock, settle
+from engine.clock import ManualClock
 from engine.heartbeats import FILE_NAME, HeartbeatStore
 from engine.notify import Notifier
+from tests.daemon_time import advance_and_finish
 from tests.event_schema import validate
 from web.app import HEARTBEAT_MAX_BODY, bound_port
 
@@ -71,13 +72,7 @@ class Env:
             return response.status, await response.text()
 
     async def tick(self, seconds: float) -> None:
-        await self.clock.advance(seconds)
-        for _ in range(500):
-            await settle()
-            if self.daemon.scheduler.running == 0:
-                return
-            await asyncio.sleep(0.005)
-        raise AssertionError("runs did not finish")
+        await advance_and_finish(self.daemon, self.clock, seconds)
 
     def state(self, check: str = CHECK) -> str:
         return str(self.daemon.state.check_state(check).hard)

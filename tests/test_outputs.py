@@ -34,6 +34,16 @@ def record(text: str) -> bytes:
     return b"%d %b" % (len(data), data)
 
 
+def drain(spool: DiskSpool) -> list[bytes]:
+    """Read and commit everything a spool holds, in order."""
+    records: list[bytes] = []
+    while not spool.empty:
+        batch, token = spool.read_batch()
+        records += batch
+        spool.commit(token)
+    return records
+
+
 @pytest.fixture
 def captured() -> Iterator[list[dict[str, Any]]]:
     """Every event written, as the pipeline rendered it."""
@@ -104,11 +114,7 @@ def test_spool_keeps_order_across_a_restart(tmp_path: Path) -> None:
     spool.commit(token)  # these reached the collector
     spool.close()
     again = DiskSpool(tmp_path, max_bytes=1_000_000)  # the daemon started again
-    rest: list[bytes] = []
-    while not again.empty:
-        batch, token = again.read_batch()
-        rest += batch
-        again.commit(token)
+    rest = drain(again)
     assert rest == [record(f"event {n}") for n in range(len(records), 10)]
 
 
@@ -117,11 +123,7 @@ def test_full_spool_drops_the_oldest_and_counts_them(tmp_path: Path) -> None:
     for n in range(2000):
         spool.append(record(f"event {n:05d} " + "x" * 80))
     assert spool.size <= 64 * 1024 + spool.segment_bytes
-    kept: list[bytes] = []
-    while not spool.empty:
-        batch, token = spool.read_batch()
-        kept += batch
-        spool.commit(token)
+    kept = drain(spool)
     assert spool.dropped + len(kept) == 2000
     assert spool.dropped > 0
     assert b"event 01999 " in kept[-1]  # the newest survive
@@ -307,11 +309,7 @@ def test_spool_commit_after_the_bound_dropped_the_segment_being_read(tmp_path: P
     for n in range(700, 1400):  # the producer goes on while the batch is sent
         spool.append(record(f"event {n:05d} " + "x" * 80))
     spool.commit(token)  # names a segment that is gone: changes nothing
-    rest: list[bytes] = []
-    while not spool.empty:
-        more, token = spool.read_batch()
-        rest += more
-        spool.commit(token)
+    rest = drain(spool)
     numbers = [int(r.split(b" ")[2]) for r in rest]
     assert numbers == list(range(numbers[0], 1400))  # contiguous up to the newest
     assert spool.damaged == 0
@@ -323,20 +321,14 @@ def test_spool_numbering_survives_repeated_restarts(tmp_path: Path) -> None:
     first = DiskSpool(tmp_path, max_bytes=1_000_000)
     for n in range(10):
         first.append(record(f"a{n}"))
-    while not first.empty:
-        _, token = first.read_batch()
-        first.commit(token)
+    drain(first)
     first.close()
     second = DiskSpool(tmp_path, max_bytes=1_000_000)
     for n in range(5):
         second.append(record(f"b{n}"))
     second.close()  # collector still down: nothing read
     third = DiskSpool(tmp_path, max_bytes=1_000_000)
-    got: list[bytes] = []
-    while not third.empty:
-        more, token = third.read_batch()
-        got += more
-        third.commit(token)
+    got = drain(third)
     assert got == [record(f"b{n}") for n in range(5)]
 
 
@@ -355,11 +347,7 @@ def test_prepend_puts_a_returned_batch_first(tmp_path: Path) -> None:
     spool.prepend([record("e1"), record("e2")])
     spool.close()
     again = DiskSpool(tmp_path, max_bytes=1_000_000)
-    got: list[bytes] = []
-    while not again.empty:
-        more, token = again.read_batch()
-        got += more
-        again.commit(token)
+    got = drain(again)
     assert got == [record(f"e{n}") for n in range(1, 6)]
 
 

@@ -12,7 +12,6 @@ import base64
 import contextlib
 import json
 import os
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -486,15 +485,8 @@ async def test_demo_proxy_checks_follow_the_switches(tmp_path: Path) -> None:
         seen: list[dict[str, tuple[str, str | None]]] = []
         for mode in (Mode.HEALTHY, Mode.REFUSING, Mode.ERRORING, Mode.HEALTHY):
             await forward_proxy.set_mode(mode)
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                *("-m", "cli", "--all", "--json", "--events", "off", "-c", str(config)),
-                cwd=ROOT,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-            )
-            stdout, stderr = await asyncio.wait_for(proc.communicate(), 30)
-            checks = {c["name"]: c for c in json.loads(stdout)["checks"]}
+            run = await probe("--all", "--json", "--events", "off", "-c", str(config))
+            checks = {c["name"]: c for c in json.loads(run.stdout)["checks"]}
             seen.append(
                 {
                     name: (
@@ -510,7 +502,7 @@ async def test_demo_proxy_checks_follow_the_switches(tmp_path: Path) -> None:
         # A proxy that answers 502: a proxy failure (its message says it answered).
         {"zzd-proxy": ("down", "proxy"), "province-minhu": ("down", "proxy")},
         {"zzd-proxy": ("up", None), "province-minhu": ("up", None)},
-    ], stderr.decode()
+    ], run.stderr
 
 
 def test_documented_example_loads(monkeypatch: pytest.MonkeyPatch) -> None:
