@@ -16,6 +16,8 @@ from simulator import Mode, Simulator
 from tests.cli_run import probe
 from tests.event_schema import validate
 
+pytestmark = pytest.mark.e2e  # every test here runs `probe` as a process
+
 CANARY_TOKEN = "canary-tok-5f2e9a"
 CANARY_PASSWORD = "canary-pw-71c3"
 CANARY_QUERY = "canary-q-0b4d"

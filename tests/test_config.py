@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ssl
 import subprocess
-import sys
 from pathlib import Path
 from string import Template
 from urllib.parse import urlsplit
@@ -18,6 +17,7 @@ from config.load import ConfigError, find_config, load_config, parse_config
 from config.models import CHECK_MODELS, FreshnessCheck, HttpCheck, TcpCheck, kind_of
 from config.tls import build_ssl_context
 from probes import PROBES
+from tests.cli_run import CWD, command
 
 ROOT = Path(__file__).resolve().parent.parent
 INVALID = sorted((ROOT / "tests" / "invalid").glob("*.yaml"))
@@ -83,14 +83,15 @@ def test_invalid_file_names_the_problem(path: Path, monkeypatch: pytest.MonkeyPa
     assert expected in message
 
 
+@pytest.mark.e2e
 def test_cli_config_error_exit_3_without_traceback() -> None:
     """`probe --check-config` on a bad file exits 3 with the message and no traceback."""
     path = ROOT / "tests" / "invalid" / "bad-url-scheme.yaml"
     proc = subprocess.run(
-        [sys.executable, "-m", "cli", "--check-config", "-c", str(path)],
+        [*command("probe"), "--check-config", "-c", str(path)],
         capture_output=True,
         text=True,
-        cwd=ROOT,
+        cwd=CWD,
         timeout=30,
         check=False,
     )
@@ -458,15 +459,16 @@ def test_encrypted_key_with_its_password(
     assert "canary-key-pw-5" not in repr(config) + config.model_dump_json()
 
 
+@pytest.mark.e2e
 def test_cli_bad_tls_file_exit_3(tls_files: dict[str, Path], tmp_path: Path) -> None:
     """`probe --check-config` refuses a CA file that is not PEM: exit 3, not an outage later."""
     path = tmp_path / "config.yaml"
     path.write_text(tls_config(f"{{ca_file: {tls_files['junk']}}}") + "\n")
     proc = subprocess.run(
-        [sys.executable, "-m", "cli", "--check-config", "-c", str(path)],
+        [*command("probe"), "--check-config", "-c", str(path)],
         capture_output=True,
         text=True,
-        cwd=ROOT,
+        cwd=CWD,
         timeout=30,
         check=False,
     )

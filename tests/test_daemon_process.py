@@ -13,7 +13,6 @@ import os
 import shutil
 import signal
 import socket
-import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -25,10 +24,12 @@ import pytest
 
 from simulator import Mode, Simulator
 from simulator.http_node import SimHttpNode
+from tests.cli_run import CWD, command
 from tests.event_schema import validate
 from tests.ports import free_port
 
-ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.e2e  # `probed` as a process
+
 INSTALL_HINT = "run `scripts/install-test-deps.sh .venv` as root (or `make deps`)"
 
 
@@ -42,12 +43,10 @@ async def start_probed(
     notify.setblocking(False)
     with (tmp_path / "events.jsonl").open("wb") as events:
         process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "daemon",
+            *command("probed"),
             "--config",
             str(config),
-            cwd=ROOT,
+            cwd=CWD,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=events,
             env={

@@ -258,6 +258,7 @@ async def probe_all(config: Path) -> tuple[int, dict[str, Any]]:
     return run.code, checks
 
 
+@pytest.mark.e2e
 async def test_probe_all_against_the_demo_follows_the_dns_switches(
     sim: Simulator, tmp_path: Path
 ) -> None:

@@ -9,13 +9,15 @@ import json
 import os
 import re
 import signal
-import sys
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
-from tests.cli_run import ROOT, probe
+from tests.cli_run import CWD, command, probe
+
+pytestmark = pytest.mark.e2e  # `probe demo` and `probe --all` as processes
 
 CHECK = "province-callback"
 
@@ -44,16 +46,14 @@ async def test_probe_all_against_the_running_demo_follows_the_switch(tmp_path: P
     with that config reads the demo's heartbeats: down when the receiver is switched to
     erroring, up again when it is switched back."""
     demo = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "cli",
+        *command("probe"),
         "demo",
         "--rounds",
         "1",
         "--interval",
         "0.2",
         "--keep-running",
-        cwd=ROOT,
+        cwd=CWD,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL,
         env={**os.environ, "NO_COLOR": "1"},

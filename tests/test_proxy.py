@@ -391,6 +391,7 @@ async def test_unresolvable_proxy_is_a_proxy_failure(ctx: ProbeContext) -> None:
 # --- secrets -------------------------------------------------------------------------
 
 
+@pytest.mark.e2e
 async def test_proxy_credentials_never_leak(
     sim: Simulator, tinyproxy: StartProxy, tmp_path: Path
 ) -> None:
@@ -469,6 +470,7 @@ def test_proxy_check_model() -> None:
 # --- the demo ------------------------------------------------------------------------
 
 
+@pytest.mark.e2e
 async def test_demo_proxy_checks_follow_the_switches(tmp_path: Path) -> None:
     """`probe --all --json` against the demo's topology: flipping the simulated 浙政钉
     proxy takes the proxy check and the signed provincial calls through it down (with

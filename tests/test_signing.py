@@ -274,6 +274,7 @@ def test_default_nonces_are_random() -> None:
     assert all(re.fullmatch(r"[0-9a-f]{32}", n) for n in drawn)
 
 
+@pytest.mark.e2e
 async def test_secret_never_in_output(verifier: Verifier, tmp_path: Path) -> None:
     """`probe --all` with events: the secret of a passing, a refused and an MD5 check
     (where it is inside the signed string) appears nowhere."""
