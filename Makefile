@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv deps demo test lint fmt bench clean
+.PHONY: venv deps demo test lint fmt bench bundle clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,9 +21,13 @@ deps: $(STAMP)  ## tools the tests drive: systemd-analyze, promtool/prometheus, 
 demo: $(STAMP)  ## run the checks against the built-in loopback simulators
 	$(BIN)/probe demo
 
-test: deps  ## the whole test suite (starts PostgreSQL, MariaDB, Redis, RabbitMQ if down)
+test: deps  ## the built wheel installed as users install it, then the whole test suite
 	bash scripts/start-services.sh
+	bash scripts/test-installed.sh
 	$(BIN)/python -m pytest
+
+bundle: $(STAMP)  ## offline bundle for the ops host: dist/hotline-probe-<version>-<platform>.tar.gz
+	bash scripts/bundle.sh dist
 
 lint: $(STAMP)  ## ruff and mypy --strict, as CI runs them
 	$(BIN)/ruff check .
