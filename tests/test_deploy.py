@@ -194,6 +194,29 @@ def test_dockerfile_runs_the_same_daemon_as_the_unit() -> None:
     assert re.search(r"^USER 10001:10001$", text, re.MULTILINE)
 
 
+def test_dockerfile_stages_share_the_base_and_only_the_builder_sees_pip_settings() -> None:
+    """Both stages are FROM ${BASE_IMAGE} (the venv's python3 symlink must resolve in the
+    runtime stage), the official image by default; the mirror and CA build settings live
+    in the builder stage only, and the runtime stage keeps its HEALTHCHECK.
+
+    tests/test_container.py builds and runs the image; this holds where podman is absent.
+    """
+    text = DOCKERFILE.read_text(encoding="utf-8")
+    code = "\n".join(line for line in text.splitlines() if not line.startswith("#"))
+    assert re.search(r"^ARG BASE_IMAGE=python:3\.11-slim-bookworm$", code, re.MULTILINE)
+    assert re.findall(r"^FROM (.+)$", code, re.MULTILINE) == [
+        "${BASE_IMAGE} AS builder",
+        "${BASE_IMAGE}",
+    ]
+    builder, runtime = code.split("\nFROM ${BASE_IMAGE}\n")
+    for arg in ("PIP_INDEX_URL", "PIP_TRUSTED_HOST"):
+        assert re.search(rf"^ARG {arg}\b", builder, re.MULTILINE), arg
+    assert "--mount=type=secret,id=pip-ca" in builder
+    assert "PIP_" not in runtime and "secret" not in runtime and "ARG " not in runtime
+    assert re.search(r"^HEALTHCHECK ", runtime, re.MULTILINE)
+    assert "--format docker" in text  # the header says how podman keeps the HEALTHCHECK
+
+
 _MDWE_CHILD = r"""
 import ctypes, mmap, sys
 libc = ctypes.CDLL(None, use_errno=True)
