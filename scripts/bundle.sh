@@ -60,8 +60,7 @@ root=$work/$name
 mkdir -p "$root/wheels"
 
 say "the product's wheel"
-"$python" -m pip wheel --quiet --disable-pip-version-check --no-deps -w "$root/wheels" . \
-    >"$work/pip.log" 2>&1 || { cat "$work/pip.log" >&2; die "building the product's wheel failed"; }
+bash scripts/build-wheel.sh "$root/wheels" "$python" || die "building the product's wheel failed"
 wheels=("$root/wheels/hotline_probe-$version-"*.whl)
 wheel=${wheels[0]}
 

@@ -19,8 +19,7 @@ trap 'rm -rf "$work"' EXIT
 chmod 0755 "$work"
 
 say "building the wheel"
-.venv/bin/python -m pip wheel --quiet --disable-pip-version-check --no-deps -w "$work/dist" . \
-    >"$work/build.log" 2>&1 || { cat "$work/build.log" >&2; exit 1; }
+bash scripts/build-wheel.sh "$work/dist"
 say "installing $(basename "$work"/dist/*.whl) into a fresh venv, $work/venv"
 "$python" -m venv "$work/venv"
 "$work/venv/bin/python" -m pip install --quiet --disable-pip-version-check "$work"/dist/*.whl \

@@ -21,14 +21,10 @@ NOT_THE_PRODUCT = {"tests", "bench", "build", "dist", "docs", "scripts", "deploy
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> zipfile.ZipFile:
+    """The wheel as `make bundle` and `make test` build it: from a clean copy of the tree."""
     out = tmp_path_factory.mktemp("wheel")
-    # A copy of the tree, so the build's build/ and egg-info never land in the checkout
-    # while other tests read it.
-    source = out / "src"
-    _copy_tree(source)
     done = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(out), "."],
-        cwd=source,
+        ["bash", str(ROOT / "scripts" / "build-wheel.sh"), str(out), sys.executable],
         capture_output=True,
         text=True,
         check=False,
@@ -37,25 +33,6 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> zipfile.ZipFile:
     assert done.returncode == 0, done.stderr
     (built,) = out.glob("hotline_probe-*.whl")
     return zipfile.ZipFile(built)
-
-
-def _copy_tree(target: Path) -> None:
-    """The files git would put in a clone, plus untracked ones not ignored: what a build
-    from a fresh checkout sees."""
-    listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=ROOT,
-        capture_output=True,
-        check=True,
-        timeout=30,
-    ).stdout.split(b"\0")
-    for raw in filter(None, listed):
-        relative = Path(raw.decode())
-        source = ROOT / relative
-        if not source.is_file():  # deleted in the work tree, not yet in the index
-            continue
-        (target / relative).parent.mkdir(parents=True, exist_ok=True)
-        (target / relative).write_bytes(source.read_bytes())
 
 
 def _tree_packages() -> set[str]:
