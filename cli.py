@@ -11,7 +11,7 @@ import gc
 import os
 import sys
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
     from config.models import ProbeConfig
@@ -19,9 +19,14 @@ if TYPE_CHECKING:
 
 UNKNOWN = 3  # Nagios: bad arguments, config errors, internal failure
 
+DAEMON_URL = "http://127.0.0.1:9640"  # probed's default `listen:` (a test keeps them equal)
+
 EPILOG = """\
 exit codes (Nagios): 0 all up, 1 degraded or warning, 2 down, 3 config/usage/internal error
 config file: --config PATH, else $PROBE_CONFIG, else /etc/hotline-probe/config.yaml
+--from-daemon: what the running probed has judged (its /status), not a new probe run;
+  for Icinga/Nagios, whose user may not open ICMP sockets or read push heartbeats
+  (docs/icinga.md)
 `probe demo` runs the checks against built-in loopback simulators (see `probe demo --help`)
 """
 
@@ -56,7 +61,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--events",
         choices=("auto", "on", "off"),
         default="auto",
-        help="JSON events on stderr; auto: on unless a table goes to a terminal",
+        help="JSON events on stderr; auto: on, but off for --format nagios (a monitoring"
+        " core reads stderr as the check's output) and for a table on a terminal",
+    )
+    parser.add_argument(
+        "--from-daemon",
+        nargs="?",
+        const=DAEMON_URL,
+        metavar="URL",
+        help=f"report the running daemon's results (its /status) instead of probing; URL"
+        f" is its endpoint, http:// or https:// (default {DAEMON_URL})",
     )
     parser.add_argument(
         "--concurrency",
@@ -99,6 +113,8 @@ def _main(argv: list[str]) -> int:
 
         print(f"hotline-probe {version('hotline-probe')}")
         return 0
+    if args.from_daemon is not None:
+        return _from_daemon(parser, args)
     if not (args.all or args.list or args.check_config or args.names):
         parser.error("say what to run: --all, NAME..., --list or --check-config")
     if args.names and (args.all or args.list or args.check_config):
@@ -128,7 +144,11 @@ def _main(argv: list[str]) -> int:
         )
         return UNKNOWN
     events = args.events == "on" or (
-        args.events == "auto" and not (args.format == "table" and sys.stderr.isatty())
+        # A monitoring core (Icinga 2) merges stderr into the plugin's output: an event
+        # there would become the first line of the check's status.
+        args.events == "auto"
+        and args.format != "nagios"
+        and not (args.format == "table" and sys.stderr.isatty())
     )
     from events.redact import Scrubber
 
@@ -203,6 +223,21 @@ def run(
 
 
 def render(results: list[CheckResult], fmt: str, scrub: Callable[[str], str]) -> str:
+    import json
+
+    from engine import report
+
+    document = report.document(results)
+    if fmt == "nagios":
+        # Scrubbed before rendering, not after: the Nagios output is cut to the core's
+        # byte limits, and a mask may be longer than the secret it replaces.
+        document = json.loads(scrub(json.dumps(document, ensure_ascii=False)))
+        return render_document(document, fmt)
+    return scrub(render_document(document, fmt))
+
+
+def render_document(document: dict[str, Any], fmt: str) -> str:
+    """A run's JSON document, or the daemon's /status, in the format asked for."""
     from engine import report
 
     if fmt == "json":
@@ -210,11 +245,61 @@ def render(results: list[CheckResult], fmt: str, scrub: Callable[[str], str]) ->
 
         # Indented for a person at a terminal, one line for a pipe (and 5x faster).
         indent = 2 if sys.stdout.isatty() else None
-        return scrub(json.dumps(report.document(results), ensure_ascii=False, indent=indent))
+        return json.dumps(document, ensure_ascii=False, indent=indent)
     if fmt == "nagios":
-        return scrub(report.nagios(results))
+        return report.nagios_from(document)
     color = sys.stdout.isatty() and "NO_COLOR" not in os.environ
-    return scrub(report.table(results, color=color))
+    return report.table_from(document, color=color)
+
+
+def _from_daemon(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """``--from-daemon [URL] [NAME...]``: render the daemon's /status, exit as for a run."""
+    url = args.from_daemon
+    if "://" not in url:
+        if ":" in url or "/" in url:
+            parser.error("--from-daemon takes an http:// or https:// URL")
+        # `probe --from-daemon police-110`: argparse took the check name for the URL.
+        args.names.insert(0, url)
+        url = DAEMON_URL
+    if not url.startswith(("http://", "https://")):
+        parser.error("--from-daemon takes an http:// or https:// URL")
+    if args.list or args.check_config or args.config or args.concurrency is not None:
+        parser.error(
+            "--from-daemon reads what the daemon has judged: "
+            "--list, --check-config, --config and --concurrency do not apply"
+        )
+    if args.names and args.all:
+        parser.error("give check names or --all, not both")
+
+    from engine import daemon_status, report
+
+    try:
+        document = daemon_status.fetch(url)
+    except daemon_status.StatusUnavailable as exc:
+        return _cannot_judge(args.format, f"cannot read the daemon's status: {exc}")
+    if args.names:
+        known = [c["name"] for c in document["checks"]]
+        if missing := sorted(set(args.names) - set(known)):
+            shown = ", ".join(known[:20]) + (
+                f" (+{len(known) - 20} more)" if len(known) > 20 else ""
+            )
+            return _cannot_judge(
+                args.format, f"the daemon runs no check {', '.join(missing)}; it runs: {shown}"
+            )
+        document = report.select(document, set(args.names))
+    # The daemon scrubbed the document of its config's secrets before sending it.
+    print(render_document(document, args.format))
+    return report.exit_code_from(document)
+
+
+def _cannot_judge(fmt: str, message: str) -> int:
+    """Say why nothing was judged: as the plugin's status line for Nagios (a core shows
+    stdout), on stderr otherwise; UNKNOWN."""
+    if fmt == "nagios":
+        print(f"HOTLINE-PROBE UNKNOWN - {message}")
+    else:
+        print(f"probe: {message}", file=sys.stderr)
+    return UNKNOWN
 
 
 def _print_list(config: ProbeConfig) -> None:

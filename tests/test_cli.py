@@ -7,6 +7,7 @@ process, so everything between them crosses real sockets on 127.0.0.1.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -146,16 +147,58 @@ async def test_events_are_ecs_and_secrets_never_leak(topology: tuple[Simulator, 
 
 
 async def test_nagios_line(topology: tuple[Simulator, Path]) -> None:
-    """--format nagios: one line, CRITICAL, names the bad checks, perfdata per check."""
-    _, config = topology
-    run = await probe("--all", "--format", "nagios", "-c", str(config), "--events", "off", env=ENV)
+    """--format nagios: CRITICAL; the first line names each check that is not up, worst
+    first, with its cause and active node (or that none answered); then one line per
+    check; perfdata per check; with --events auto nothing on stderr, which a monitoring
+    core would show as the status."""
+    sim, config = topology
+    run = await probe("--all", "--format", "nagios", "-c", str(config), env=ENV)
     assert run.code == 2
-    (line,) = run.stdout.splitlines()
-    status, perfdata = line.split(" | ")
-    assert status.startswith("HOTLINE-PROBE CRITICAL - 1 down: province; 1 degraded: police-110")
-    assert "'police-110_state'=1;0;1;0;2" in perfdata
-    assert "'province_state'=2;0;1;0;2" in perfdata
-    assert "'grassroots_duration'=" in perfdata
+    assert run.stderr == ""
+    first, *long_output = run.stdout.splitlines()
+    status, perfdata = first.split(" | ")
+    assert status == (
+        "HOTLINE-PROBE CRITICAL - province DOWN (http_status, timeout, no node answered); "
+        "police-110 DEGRADED (connection_refused, active node node-b); 2 of 4 up"
+    )
+    values = dict(item.split("=", 1) for item in perfdata.split())
+    names = ("grassroots", "police-110", "province", "db-1")
+    assert list(values) == [f"'{n}_{what}'" for n in names for what in ("state", "duration")]
+    states = {n: values[f"'{n}_state'"] for n in names}
+    assert states == {
+        "grassroots": "0;0;1;0;2",
+        "police-110": "1;0;1;0;2",
+        "province": "2;0;1;0;2",
+        "db-1": "0;0;1;0;2",
+    }
+    for name in names:
+        assert re.fullmatch(r"\d+\.\d{3}s;;;0", values[f"'{name}_duration'"]), name
+    refused_port = sim.node("police-110", "node-a").port
+    province, *others = long_output
+    # The timeout's budget is what the check's deadline left the last attempt.
+    assert re.fullmatch(
+        r"DOWN province - no node answered - primary: http_status \(status 503, expected 2xx\); "
+        r"standby: timeout \(no answer within \d+ms, waiting for [a-z ]+\)",
+        province,
+    ), province
+    assert others == [
+        "DEGRADED police-110 (110 接处警平台对接) - active node node-b - "
+        f"node-a: connection_refused (connection refused by 127.0.0.1:{refused_port})",
+        "UP grassroots (基层智治平台对接) - active node node-a",
+        "UP db-1 - active node primary",
+    ]
+    for canary in (CANARY_TOKEN, CANARY_PASSWORD, CANARY_QUERY):
+        assert canary not in run.stdout
+    # Asked for, events still come (on stderr, where a terminal user wants them).
+    asked = await probe("--all", "--format", "nagios", "-c", str(config), "--events", "on", env=ENV)
+    assert asked.stdout.split(" | ")[0] == status
+    events = [json.loads(line) for line in asked.stderr.splitlines()]
+    assert sorted(e["monitor"]["id"] for e in events if e["event"]["action"] == "check") == [
+        "db-1",
+        "grassroots",
+        "police-110",
+        "province",
+    ]
 
 
 async def test_named_checks_and_exit_codes(topology: tuple[Simulator, Path]) -> None:

@@ -443,9 +443,16 @@ async def test_never_seen_reads_as_unknown_in_every_output(
     from tests.ecs_schema import problems
 
     never = await push_run(fake_clock, HeartbeatStore(tmp_path, clock=fake_clock))
-    line = report.nagios([never])
-    assert line.startswith("HOTLINE-PROBE UNKNOWN - 1 unknown: province-callback; 0 up |")
-    assert "'province-callback_state'=U;0;1;0;2" in line
+    first, long_output = report.nagios([never]).split("\n")
+    assert first == (
+        "HOTLINE-PROBE UNKNOWN - province-callback UNKNOWN (no_data, no node answered); "
+        "0 of 1 up | 'province-callback_duration'=0.000s;;;0"
+    )
+    # No '_state' value rather than 'U', which Icinga 2's perfdata writers reject.
+    assert long_output == (
+        "UNKNOWN province-callback (省民呼数据回传) - no node answered - push: no_data "
+        "(no heartbeat received yet (POST /heartbeat/province-callback))"
+    )
     table = report.table([never])
     assert "UNKNOWN" in table and "push: no_data (no heartbeat received yet" in table
     assert table.endswith("1 checks: 0 up, 0 degraded, 0 down, 1 unknown (slowest check 0.00 s)")

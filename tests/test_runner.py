@@ -173,7 +173,9 @@ async def test_crashing_probe_is_an_internal_error(fake_ctx: ProbeContext) -> No
     assert error is not None and error.type is ErrorType.INTERNAL and "KeyError" in error.message
     assert len(result.nodes[0].attempts) == 1  # internal errors are final
     assert report.exit_code([result]) == report.UNKNOWN
-    assert report.nagios([result]).startswith("HOTLINE-PROBE UNKNOWN - 1 down: db;")
+    assert report.nagios([result]).startswith(
+        "HOTLINE-PROBE UNKNOWN - db DOWN (internal, no node answered); 0 of 1 up | 'db_state'=2;"
+    )
 
 
 async def test_exit_code_is_critical_when_a_failure_judged_the_link(fake_ctx: ProbeContext) -> None:
