@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
     from config.models import ProbeConfig
-    from engine.result import CheckResult
+    from core.result import CheckResult
 
 UNKNOWN = 3  # Nagios: bad arguments, config errors, internal failure
 
@@ -150,7 +150,7 @@ def _main(argv: list[str]) -> int:
         and args.format != "nagios"
         and not (args.format == "table" and sys.stderr.isatty())
     )
-    from events.redact import Scrubber
+    from core.redact import Scrubber
 
     scrub = Scrubber(secret_values(config))
     results = run(
@@ -194,7 +194,7 @@ def run(
     scrub: Callable[[str], str],
 ) -> list[CheckResult]:
     """Run checks once on a fresh event loop (uvloop where installed) and return results."""
-    from engine.heartbeats import HeartbeatStore
+    from core.heartbeats import HeartbeatStore
     from engine.runner import OnResult, run_all
     from probes.base import ProbeContext
 

@@ -25,19 +25,19 @@ from config.load import ConfigError, load_config, load_for
 from config.models import PushSource
 from config.outputs import Output as OutputConfig
 from config.outputs import output_names
+from core.clock import Clock, SystemClock
+from core.heartbeats import HeartbeatStore
+from core.redact import Scrubber
+from core.result import CheckResult, NodeStatus, Status
 from engine import report
-from engine.clock import Clock, SystemClock
-from engine.heartbeats import HeartbeatStore
 from engine.loop import run as run_loop
 from engine.notify import Notifier, watchdog_interval
-from engine.result import CheckResult, NodeStatus, Status
 from engine.runner import run_check, run_node
 from engine.schedule import Job, Scheduler
 from engine.state import CheckStatus, StateTracker, Transition
 from events import log, outputs
 from events.ecs import check_event, daemon_event, observer, transition_event
 from events.outputs import Output
-from events.redact import Scrubber
 from probes import PROBES
 from probes.base import ProbeContext
 from web.app import build_app, serve

@@ -59,14 +59,14 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from config.outputs import FileOutput, SyslogOutput
+from core.errors import ErrorType, ProbeError
+from core.redact import Scrubber
+from core.result import Attempt, CheckResult, NodeResult, NodeStatus, Status
 from engine.loop import run
-from engine.result import Attempt, CheckResult, NodeResult, NodeStatus, Status
 from engine.state import CheckStateView, CheckStatus
 from events import log
 from events.ecs import attempt_events, check_event, daemon_event, failover_event
 from events.outputs import Output, build_one
-from events.redact import Scrubber
-from probes.base import ErrorType, ProbeError
 from tests.rsyslog import RSYSLOGD, Rsyslog
 
 HOST = "127.0.0.1"

@@ -10,7 +10,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from pydantic import BaseModel, SecretStr
 
-from events.redact import _SECRET_PARAM  # one notion of "secret-looking" for both
+from core.redact import _SECRET_PARAM  # one notion of "secret-looking" for both
 
 
 def secret_values(model: Any) -> Iterator[str]:

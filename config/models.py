@@ -47,7 +47,7 @@ from config.secrets import (
     resolve_in_url,
 )
 from config.tls import check_files, checking_once
-from events.redact import redact_url
+from core.redact import redact_url
 
 MiB = 1024 * 1024
 

@@ -19,7 +19,7 @@ import urllib.request
 from typing import Any
 from urllib.parse import urlsplit
 
-from events.redact import redact_url
+from core.redact import redact_url
 
 TIMEOUT = 10.0  # seconds; a monitoring core gives a check 60 s by default
 

@@ -12,9 +12,9 @@ import unicodedata
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
-from engine.clock import rfc3339
-from engine.result import Attempt, CheckResult, NodeResult, Status
-from probes.base import UNJUDGED, ErrorType
+from core.clock import rfc3339
+from core.errors import UNJUDGED, ErrorType
+from core.result import Attempt, CheckResult, NodeResult, Status
 
 # Nagios plugin exit codes.
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3

@@ -13,19 +13,16 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from config.models import CheckBase, ProbeConfig
-from engine.clock import Clock
-from engine.result import Attempt, CheckResult, NodeResult, NodeStatus, Status
-from events.redact import redact_url
+from core.clock import Clock
+from core.errors import ErrorType, ProbeError, ProbeFailure, one_line
+from core.redact import redact_url
+from core.result import Attempt, CheckResult, NodeResult, NodeStatus, Status
 from probes import PROBES
 from probes.base import (
     PROXY_PHASES,
-    ErrorType,
     Observation,
     Probe,
     ProbeContext,
-    ProbeError,
-    ProbeFailure,
-    one_line,
     phases_from,
     recording,
     unfinished,

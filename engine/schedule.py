@@ -14,7 +14,7 @@ import zlib
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
-from engine.clock import Clock
+from core.clock import Clock
 
 # The loop wakes at least this often, so its liveness is fresh even when every
 # interval is long; the watchdog judges the scheduler by it.

@@ -18,8 +18,8 @@ from types import MappingProxyType
 from typing import Any
 
 from config.models import CheckBase, ProbeConfig
-from engine.clock import Clock
-from engine.result import CheckResult, NodeResult, NodeStatus, Status
+from core.clock import Clock
+from core.result import CheckResult, NodeResult, NodeStatus, Status
 
 
 class CheckStatus(StrEnum):

@@ -12,9 +12,9 @@ import socket
 from collections.abc import Iterator
 from typing import Any
 
-from engine.clock import rfc3339
-from engine.result import Attempt, CheckResult, NodeResult, Status
-from probes.base import ProbeError
+from core.clock import rfc3339
+from core.errors import ProbeError
+from core.result import Attempt, CheckResult, NodeResult, Status
 
 ECS_VERSION = "8.11.0"
 DATASET = "hotline_probe.check"

@@ -23,12 +23,12 @@ from typing import Any, TextIO
 import orjson
 import structlog
 
-from engine.result import CheckResult
+from core.redact import Scrubber
+from core.result import CheckResult
 from events.ecs import ECS_VERSION, attempt_events, check_event, daemon_event, failover_event
 from events.formats import without_surrogates
 from events.outputs import Output, Problem
 from events.outputs.stream import StreamSink
-from events.redact import Scrubber
 
 EventDict = MutableMapping[str, Any]
 

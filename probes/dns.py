@@ -36,7 +36,8 @@ import dns.rrset
 
 from config.dns_records import expected, key, shown
 from config.models import DnsCheck, DnsNode, DnsQuery
-from probes.base import ErrorType, Observation, ProbeContext, ProbeFailure, attempt_marks
+from core.errors import ErrorType, ProbeFailure
+from probes.base import Observation, ProbeContext, attempt_marks
 from probes.net import os_failure, resolve
 
 # The EDNS buffer size DNS Flag Day 2020 settled on: large enough for most answers,

@@ -31,9 +31,10 @@ from config.models import (
     HttpSource,
     SourceNode,
 )
-from engine.clock import rfc3339
+from core.clock import rfc3339
+from core.errors import ErrorType, ProbeFailure
 from probes import freshness_sql
-from probes.base import ErrorType, Observation, ProbeContext, ProbeFailure, attempt_marks
+from probes.base import Observation, ProbeContext, attempt_marks
 from probes.http_client import client_failure, read_body
 from probes.http_common import json_document, lookup, short
 from probes.timestamps import NotATimestamp, to_utc

@@ -17,7 +17,8 @@ from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo
 
 from config.models import SqlSource
-from probes.base import ErrorType, ProbeContext, ProbeFailure, attempt_marks, one_line
+from core.errors import ErrorType, ProbeFailure, one_line
+from probes.base import ProbeContext, attempt_marks
 from probes.net import os_failure
 from probes.resolve import invalid_name
 from probes.timestamps import NotATimestamp, to_utc

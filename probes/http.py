@@ -13,8 +13,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from config.models import HttpCheckBase, HttpExpect, HttpNode
+from core.errors import ErrorType, ProbeFailure
 from probes import http_plain
-from probes.base import ErrorType, Observation, ProbeContext, ProbeFailure, attempt_marks
+from probes.base import Observation, ProbeContext, attempt_marks
 from probes.http_common import json_document, lookup, short, user_agent
 from probes.signing import signature_headers
 

@@ -18,8 +18,9 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from config.models import HttpCheckBase, HttpNode
+from core.errors import ErrorType, ProbeFailure
 from probes import via_proxy
-from probes.base import ErrorType, ProbeContext, ProbeFailure
+from probes.base import ProbeContext
 from probes.http_common import Answer, CappedBody, check_announced
 from probes.net import RESET, os_failure
 from probes.resolve import Resolver

@@ -11,7 +11,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from probes.base import ErrorType, ProbeFailure
+from core.errors import ErrorType, ProbeFailure
 
 _COMPRESSED = frozenset({"gzip", "x-gzip", "deflate"})
 

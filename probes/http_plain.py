@@ -28,8 +28,9 @@ import httptools
 from yarl import URL
 
 from config.models import HttpCheckBase, HttpNode
-from engine.clock import Clock
-from probes.base import ErrorType, ProbeContext, ProbeFailure
+from core.clock import Clock
+from core.errors import ErrorType, ProbeFailure
+from probes.base import ProbeContext
 from probes.http_common import Answer, CappedBody, check_announced
 from probes.net import RESET, connect_first, os_failure, resolve
 

@@ -29,15 +29,9 @@ from icmplib import (
 from icmplib.utils import unique_identifier
 
 from config.models import IcmpCheck, IcmpNode
+from core.errors import ErrorType, ProbeFailure
 from probes import icmp_access
-from probes.base import (
-    ErrorType,
-    Observation,
-    ProbeContext,
-    ProbeFailure,
-    attempt_marks,
-    phases_from,
-)
+from probes.base import Observation, ProbeContext, attempt_marks, phases_from
 from probes.net import resolve
 
 # linux/in.h and linux/in6.h; Python's socket module does not name them.

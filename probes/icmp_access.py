@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from probes.base import ErrorType, ProbeFailure
+from core.errors import ErrorType, ProbeFailure
 
 PING_GROUP_RANGE = Path("/proc/sys/net/ipv4/ping_group_range")
 PROC_STATUS = Path("/proc/self/status")

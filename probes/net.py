@@ -15,7 +15,8 @@ import ssl
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from probes.base import ErrorType, ProbeContext, ProbeFailure, attempt_marks
+from core.errors import ErrorType, ProbeFailure
+from probes.base import ProbeContext, attempt_marks
 from probes.tls_common import ssl_failure
 
 Stream = tuple[asyncio.StreamReader, asyncio.StreamWriter]

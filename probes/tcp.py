@@ -8,7 +8,8 @@ import re
 import ssl
 
 from config.models import AddressNode, TcpCheck
-from probes.base import ErrorType, Observation, ProbeContext, ProbeFailure, attempt_marks
+from core.errors import ErrorType, ProbeFailure
+from probes.base import Observation, ProbeContext, attempt_marks
 from probes.net import close, open_stream, os_failure, printable
 from probes.tcp_protocols import CONVERSATIONS, Wire
 from probes.tls_common import ssl_failure

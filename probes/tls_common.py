@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from config.models import TlsOptions
-from probes.base import ErrorType, ProbeFailure
+from core.errors import ErrorType, ProbeFailure
 
 # OpenSSL's X509_V_ERR_CERT_HAS_EXPIRED: reported on its own so that an expired
 # certificate reads as "expired", not as a vague "verify failed".

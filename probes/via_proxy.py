@@ -21,7 +21,8 @@ from typing import Any
 import aiohttp
 
 from config.models import ProxyOptions
-from probes.base import PROXY_PHASES, ErrorType, ProbeFailure, unfinished
+from core.errors import ErrorType, ProbeFailure
+from probes.base import PROXY_PHASES, unfinished
 from probes.net import RESET, os_failure
 
 # Answers to CONNECT about the far side: tinyproxy says "500 Unable to connect", squid

@@ -167,8 +167,8 @@ def _can_ping() -> bool:
     """Whether this process may open an ICMP socket, decided as probes/icmp.py does."""
     from icmplib import ICMPLibError, ICMPv4Socket
 
+    from core.errors import ProbeFailure
     from probes import icmp_access
-    from probes.base import ProbeFailure
 
     try:
         access = icmp_access.choose()
@@ -273,8 +273,8 @@ def main(argv: list[str]) -> int:
 
 async def _demo(args: argparse.Namespace, example: str) -> None:
     from config.load import parse_config
+    from core.heartbeats import HeartbeatStore
     from engine import report
-    from engine.heartbeats import HeartbeatStore
     from engine.runner import run_all
     from events import log
     from probes.base import ProbeContext

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import structlog
 
-from engine.clock import FakeClock
+from core.clock import FakeClock
 from probes.base import ProbeContext
 
 _real_getaddrinfo = socket.getaddrinfo

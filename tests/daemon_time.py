@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+from core.clock import ManualClock, settle
 from daemon import Daemon
-from engine.clock import ManualClock, settle
 
 
 async def advance_and_finish(daemon: Daemon, clock: ManualClock, seconds: float) -> None:

@@ -19,8 +19,8 @@ import aiohttp
 import pytest
 
 from config.load import load_config
+from core.clock import ManualClock, settle
 from daemon import Daemon
-from engine.clock import ManualClock, settle
 from engine.notify import Notifier
 from simulator import Mode, Simulator
 from simulator.http_node import SimHttpNode

@@ -13,8 +13,8 @@ import aiohttp
 import pytest
 
 from config.load import load_config
+from core.clock import ManualClock
 from daemon import Daemon
-from engine.clock import ManualClock
 from engine.notify import Notifier
 from simulator import Simulator
 from tests.daemon_time import advance_and_finish

@@ -20,9 +20,10 @@ import yaml
 
 from config.load import parse_config
 from config.models import DnsCheck
-from engine.result import Status
+from core.errors import ErrorType
+from core.result import Status
 from engine.runner import run_check
-from probes.base import ErrorType, ProbeContext
+from probes.base import ProbeContext
 from simulator import Mode, SimDnsNode, Simulator
 from simulator import demo as demo_module
 from simulator.demo import EXAMPLE, build

@@ -16,12 +16,13 @@ from aiohttp import web
 from config import secret_values
 from config.load import parse_config
 from config.models import FreshnessCheck, ProbeConfig
+from core.clock import FakeClock
+from core.errors import ErrorType
+from core.heartbeats import FILE_NAME, HeartbeatStore
+from core.result import CheckResult, Status
 from engine import report
-from engine.clock import FakeClock
-from engine.heartbeats import FILE_NAME, HeartbeatStore
-from engine.result import CheckResult, Status
 from engine.runner import run_check
-from probes.base import ErrorType, ProbeContext
+from probes.base import ProbeContext
 from probes.timestamps import NotATimestamp, to_utc
 from tests.ports import free_port
 from web.app import bound_port, serve

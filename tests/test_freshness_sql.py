@@ -17,10 +17,11 @@ import aiomysql
 import asyncpg
 import pytest
 
-from engine.clock import FakeClock
-from engine.result import CheckResult, Status
+from core.clock import FakeClock
+from core.errors import ErrorType
+from core.result import CheckResult, Status
 from engine.runner import run_check
-from probes.base import ErrorType, ProbeContext
+from probes.base import ProbeContext
 from tests.ports import free_port
 from tests.test_freshness import details_of, error_of, freshness
 

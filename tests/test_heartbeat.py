@@ -16,9 +16,9 @@ import aiohttp
 import pytest
 
 from config.load import load_config
+from core.clock import ManualClock
+from core.heartbeats import FILE_NAME, HeartbeatStore
 from daemon import Daemon
-from engine.clock import ManualClock
-from engine.heartbeats import FILE_NAME, HeartbeatStore
 from engine.notify import Notifier
 from tests.daemon_time import advance_and_finish
 from tests.event_schema import validate

@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 
 from config.outputs import SyslogOutput
+from core.redact import Scrubber
 from events import log
 from events.ecs import daemon_event
 from events.outputs import build_one
 from events.outputs.base import Output
-from events.redact import Scrubber
 from tests.event_schema import validate
 from tests.rsyslog import Rsyslog, TlsFiles
 

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 
 from config.outputs import FileOutput, SyslogOutput
+from core.redact import Scrubber
 from events import log
 from events.ecs import daemon_event
 from events.outputs import Output, build_one
-from events.redact import Scrubber
 from events.spool import DiskSpool, SpoolError, frame_records
 from tests.event_schema import validate
 from tests.ports import free_port

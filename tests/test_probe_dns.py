@@ -24,9 +24,10 @@ import pytest
 
 from config.load import parse_config
 from config.models import SYSTEM_RESOLVER, DnsCheck
-from engine.result import CheckResult, NodeStatus, Status
+from core.errors import ErrorType
+from core.result import CheckResult, NodeStatus, Status
 from engine.runner import run_check
-from probes.base import ErrorType, ProbeContext
+from probes.base import ProbeContext
 from tests.conftest import DnsGuard
 from tests.dns_peers import (
     DNSMASQ,

@@ -20,10 +20,11 @@ import pytest
 
 from config.load import parse_config
 from config.models import HttpCheck
-from engine.result import CheckResult, Status
+from core.errors import ErrorType
+from core.result import CheckResult, Status
 from engine.runner import run_check
 from probes import http, http_client, http_plain
-from probes.base import ErrorType, ProbeContext
+from probes.base import ProbeContext
 from probes.http_common import user_agent
 
 Answer = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]

@@ -18,8 +18,9 @@ from aioresponses import aioresponses
 
 from config.load import parse_config
 from config.models import HttpCheck
+from core.errors import ErrorType, ProbeFailure
 from probes import http
-from probes.base import ErrorType, ProbeContext, ProbeFailure
+from probes.base import ProbeContext
 from probes.http_common import user_agent
 
 URL = "https://api.invalid/health"  # https: aioresponses stands in for aiohttp, which carries TLS

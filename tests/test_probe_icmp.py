@@ -25,12 +25,13 @@ import pytest
 
 from config.load import parse_config
 from config.models import IcmpCheck
-from engine.clock import FakeClock
-from engine.result import CheckResult, NodeResult, NodeStatus, Status
+from core.clock import FakeClock
+from core.errors import ErrorType, ProbeFailure
+from core.result import CheckResult, NodeResult, NodeStatus, Status
 from engine.runner import run_check
 from events.ecs import check_event
 from probes import icmp_access
-from probes.base import ErrorType, ProbeContext, ProbeFailure
+from probes.base import ProbeContext
 from tests.netns import PEER_IP, Pair, ip, namespace_pair, unavailable
 
 ROOT = Path(__file__).resolve().parents[1]

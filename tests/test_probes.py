@@ -15,9 +15,10 @@ import pytest
 
 from config.load import parse_config
 from config.models import CheckBase
-from engine.result import CheckResult, NodeStatus, Status
+from core.errors import ErrorType
+from core.result import CheckResult, NodeStatus, Status
 from engine.runner import run_check
-from probes.base import ErrorType, ProbeContext
+from probes.base import ProbeContext
 from simulator import Mode, Simulator
 from tests.endpoint import serving
 from tests.ports import free_port

@@ -21,9 +21,10 @@ import pytest
 from config import secret_values
 from config.load import parse_config
 from config.models import CheckBase, HttpCheck, ProxyCheck
-from engine.result import CheckResult, Status
+from core.errors import ErrorType
+from core.result import CheckResult, Status
 from engine.runner import run_check
-from probes.base import ErrorType, ProbeContext, attempt_marks
+from probes.base import ProbeContext, attempt_marks
 from simulator import Mode, SimHttpNode, Simulator
 from tests.cli_run import probe
 from tests.ports import free_port

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from events.redact import MASK, Scrubber, redact_url
+from core.redact import MASK, Scrubber, redact_url
 
 
 def test_url_credentials_removed() -> None:

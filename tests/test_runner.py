@@ -12,11 +12,12 @@ from typing import Any
 
 from config.load import parse_config
 from config.models import CheckBase, ProbeConfig
+from core.clock import FakeClock
+from core.errors import ErrorType, ProbeFailure
+from core.result import NodeStatus, Status
 from engine import report
-from engine.clock import FakeClock
-from engine.result import NodeStatus, Status
 from engine.runner import run_all, run_check
-from probes.base import ErrorType, Observation, ProbeContext, ProbeFailure
+from probes.base import Observation, ProbeContext
 
 OK = Observation(phases={"connect": 0.001})
 

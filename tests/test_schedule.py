@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from engine.clock import ManualClock, settle
+from core.clock import ManualClock, settle
 from engine.schedule import Job, Scheduler, splay
 
 

@@ -25,10 +25,11 @@ from aiohttp import web
 
 from config.load import parse_config
 from config.models import HttpCheck, SignOptions
-from engine.clock import FakeClock
-from engine.result import CheckResult, Status
+from core.clock import FakeClock
+from core.errors import ErrorType
+from core.result import CheckResult, Status
 from engine.runner import run_check
-from probes.base import ErrorType, ProbeContext
+from probes.base import ProbeContext
 from probes.signing import canonical_query, signature_headers
 from tests.cli_run import probe
 from tests.endpoint import serving

@@ -14,10 +14,10 @@ import pytest
 
 from config.load import parse_config
 from config.models import ProbeConfig
-from engine.clock import FakeClock
-from engine.result import Attempt, CheckResult, NodeResult, NodeStatus, Status
+from core.clock import FakeClock
+from core.errors import ErrorType, ProbeError
+from core.result import Attempt, CheckResult, NodeResult, NodeStatus, Status
 from engine.state import CheckStateView, CheckStatus, StateTracker, Transition
-from probes.base import ErrorType, ProbeError
 
 
 def tcp(name: str = "db", nodes: int = 3, **opts: Any) -> str:

@@ -27,9 +27,10 @@ from aiosmtpd.smtp import SMTP
 
 from config.load import parse_config
 from config.models import TcpCheck, TcpProtocol
-from engine.result import Attempt, CheckResult, NodeStatus, Status
+from core.errors import ErrorType
+from core.result import Attempt, CheckResult, NodeStatus, Status
 from engine.runner import run_check
-from probes.base import ErrorType, ProbeContext
+from probes.base import ProbeContext
 from probes.tcp_protocols import CONVERSATIONS
 from simulator import Simulator
 from simulator.certs import CertAuthority

@@ -26,7 +26,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from engine.result import CheckResult, NodeResult, NodeStatus
+from core.result import CheckResult, NodeResult, NodeStatus
 from web.stream import pieces
 
 if TYPE_CHECKING:

@@ -7,7 +7,8 @@ closes; RabbitMQ logs that as a client that closed during the handshake.
 
 from __future__ import annotations
 
-from probes.base import ErrorType, Observation, ProbeFailure
+from core.errors import ErrorType, ProbeFailure
+from probes.base import Observation
 from probes.net import printable
 from probes.tcp_protocols.wire import Wire
 

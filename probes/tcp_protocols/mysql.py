@@ -6,7 +6,8 @@ greeting is what a TCP load-balancer check does; see the docs on max_connect_err
 
 from __future__ import annotations
 
-from probes.base import ErrorType, Observation, ProbeFailure
+from core.errors import ErrorType, ProbeFailure
+from probes.base import Observation
 from probes.net import printable
 from probes.tcp_protocols.wire import Wire
 

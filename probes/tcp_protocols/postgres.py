@@ -13,7 +13,8 @@ import functools
 import ssl
 import struct
 
-from probes.base import ErrorType, Observation, ProbeFailure
+from core.errors import ErrorType, ProbeFailure
+from probes.base import Observation
 from probes.net import printable
 from probes.tcp_protocols.wire import Wire
 

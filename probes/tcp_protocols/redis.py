@@ -3,7 +3,8 @@ only a server that can answer says "you must log in first"."""
 
 from __future__ import annotations
 
-from probes.base import ErrorType, Observation, ProbeFailure
+from core.errors import ErrorType, ProbeFailure
+from probes.base import Observation
 from probes.net import printable
 from probes.tcp_protocols.wire import Wire
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 
-from probes.base import ErrorType, Observation, ProbeFailure
+from core.errors import ErrorType, ProbeFailure
+from probes.base import Observation
 from probes.net import printable
 from probes.tcp_protocols.wire import Wire
 

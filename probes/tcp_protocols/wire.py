@@ -12,7 +12,8 @@ import contextlib
 import ssl
 
 from config.models import AddressNode, TcpCheck
-from probes.base import ErrorType, ProbeContext, ProbeFailure, attempt_marks
+from core.errors import ErrorType, ProbeFailure
+from probes.base import ProbeContext, attempt_marks
 from probes.net import start_tls
 
 

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from engine.clock import Clock, SystemClock
+from core.clock import Clock, SystemClock
 
 FILE_NAME = "heartbeats.json"
 _VERSION = 1

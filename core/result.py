@@ -8,7 +8,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from probes.base import ProbeError
+from core.errors import ProbeError
 
 
 class Status(StrEnum):
@@ -16,7 +16,7 @@ class Status(StrEnum):
     DEGRADED = "degraded"  # only an alternate node answered; it is the active node
     DOWN = "down"  # no node answered (a probe that crashed did not answer either)
     # No node answered, and no failure said anything about the link: a freshness check
-    # with no sign of life to read (probes.base.UNJUDGED). Nagios UNKNOWN.
+    # with no sign of life to read (core.errors.UNJUDGED). Nagios UNKNOWN.
     UNKNOWN = "unknown"
 
 
