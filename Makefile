@@ -29,10 +29,11 @@ test: deps  ## the built wheel installed as users install it, then the whole tes
 bundle: $(STAMP)  ## offline bundle for the ops host: dist/hotline-probe-<version>-<platform>.tar.gz
 	bash scripts/bundle.sh dist
 
-lint: deps  ## ruff, mypy --strict and shellcheck, as CI runs them
+lint: deps  ## ruff, mypy --strict, import-linter and shellcheck, as CI runs them
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy .
+	$(BIN)/lint-imports
 	shellcheck scripts/*.sh deploy/install.sh
 
 fmt: $(STAMP)
