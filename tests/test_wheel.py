@@ -64,6 +64,9 @@ def test_wheel_has_the_modules_scripts_and_data(wheel: zipfile.ZipFile) -> None:
     """cli.py and daemon.py, the example config `probe demo` reads, and both commands."""
     names = set(wheel.namelist())
     assert {"cli.py", "daemon.py", "config/example.yaml"} <= names
+    # Top-level modules are listed by hand (py-modules): each one of the tree must be there.
+    modules = {p.name for p in ROOT.glob("*.py")}
+    assert modules - names == set(), "top-level modules left out of the wheel (py-modules)"
     (entry_points,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
     scripts = wheel.read(entry_points).decode()
     assert "probe = cli:main" in scripts
