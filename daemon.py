@@ -16,28 +16,27 @@ import gc
 import os
 import signal
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from config import secret_values
 from config.load import ConfigError, load_config, load_for
 from config.models import PushSource
-from config.outputs import Output as OutputConfig
-from config.outputs import output_names
 from core.clock import Clock, SystemClock
 from core.heartbeats import HeartbeatStore
 from core.redact import Scrubber
 from core.result import CheckResult, NodeStatus, Status
-from engine import report
 from engine.loop import run as run_loop
 from engine.notify import Notifier, watchdog_interval
 from engine.runner import run_check, run_node
 from engine.schedule import Job, Scheduler
 from engine.state import CheckStatus, StateTracker, Transition
-from events import log, outputs
+from engine.status import status_line, status_stream
+from events import log
 from events.ecs import check_event, daemon_event, observer, transition_event
 from events.outputs import Output
+from events.outputs.reconcile import OutputSet, close_all
 from probes import PROBES
 from probes.base import ProbeContext
 from web.app import build_app, serve
@@ -51,7 +50,6 @@ if TYPE_CHECKING:
 
 UNKNOWN = 3
 STOP_GRACE = 10.0  # seconds in-flight checks get to finish on SIGTERM before cancellation
-OUTPUT_GRACE = 3.0  # seconds queued events get to reach a collector on stop; then the spool
 STANDBY = "/standby"
 
 
@@ -129,10 +127,9 @@ class Daemon:
         self._reload_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._locks: dict[str, asyncio.Lock] = {}
-        self._stream = stream
         self._last_status = ""
+        self._output_set = OutputSet(stderr=stream, hostname=observer()["hostname"])
         self.outputs: list[Output] = []
-        self._output_configs: list[OutputConfig] = []
         self._status_at = float("-inf")
         self._freeze_heap = freeze_heap
 
@@ -225,8 +222,7 @@ class Daemon:
                 cancelled=cancelled,
             )
         )
-        for output in self.outputs:
-            await output.close(grace=OUTPUT_GRACE)
+        await self._output_set.close()
         sys.stderr.flush()
         self.notifier.close()
 
@@ -417,42 +413,11 @@ class Daemon:
                 )
 
     def status_stream(self) -> dict[str, Any]:
-        """What `probe --all --json` prints, each check extended with its state, with
-        ``checks`` an iterator: /status writes the entries out as they are made (the
-        whole list for 10,000 checks was 20 MB at its peak)."""
-        counts = self.state.counts()
-        worst = next(
-            (s for s in ("down", "unreachable", "degraded", "unknown") if counts.get(s)), "up"
-        )
-        return {"status": worst, "counts": counts, "checks": self._status_entries()}
-
-    def _status_entries(self) -> Iterator[dict[str, Any]]:
-        for check in self.config.checks:  # the list of when it began, if a reload comes
-            try:
-                view = self.state.check_state(check.name)
-            except KeyError:
-                continue  # removed by a reload while the page was being written
-            result = self.latest.get(check.name)
-            entry = (
-                report.check_document(result)
-                if result
-                else {
-                    "name": check.name,
-                    "title": check.title,
-                    "kind": check.kind,
-                    "active_node": None,
-                    "nodes": [],
-                }
-            )
-            entry["status"] = str(view.hard)  # the hard state; soft and streak beside it
-            entry["active_node"] = view.active_node  # sticky: may differ from who answered last
-            entry["state"] = view.as_dict()
-            yield entry
+        return status_stream(self.config, self.state, self.latest)
 
     def _status_line(self) -> str:
         counts = self.state.counts() if hasattr(self, "state") else {}
-        parts = [f"{counts.get(s, 0)} {s}" for s in ("up", "degraded", "down", "unreachable")]
-        return f"{len(self.config.checks)} checks: " + ", ".join(parts)
+        return status_line(len(self.config.checks), counts)
 
     # --- heartbeats of push freshness checks -----------------------------------------
 
@@ -516,29 +481,13 @@ class Daemon:
         self.web = runner
 
     async def _open_outputs(self, config: ProbeConfig) -> None:
-        """Route events to the config's outputs. On reload an output whose settings did
-        not change is kept as it is (connection, queue, spool); the others are closed
-        only after the new set is in place, so that no event falls between the two,
-        except one whose spool directory a new output takes over: that one is closed
-        first (its unsent events go to the spool, which the new one then replays)."""
+        """Route events to the config's outputs (events.outputs.reconcile says which are
+        kept, opened and closed)."""
         self._scrub = Scrubber(secret_values(config))
-        previous = {(o.name, c): o for o, c in zip(self.outputs, self._output_configs, strict=True)}
-        current: list[Output] = []
-        for name, entry in zip(output_names(config.outputs), config.outputs, strict=True):
-            output = previous.pop((name, entry), None)
-            if output is None:
-                spool = _spool_of(entry)
-                for key in [k for k in previous if spool and _spool_of(k[1]) == spool]:
-                    await previous.pop(key).close(grace=OUTPUT_GRACE)
-                output = outputs.build_one(
-                    name, entry, stderr=self._stream, hostname=observer()["hostname"]
-                )
-                await output.start()
-            current.append(output)
-        self.outputs, self._output_configs = current, list(config.outputs)
-        log.configure(outputs=current, scrubber=self._scrub)
-        for stale in previous.values():
-            await stale.close(grace=OUTPUT_GRACE)
+        stale = await self._output_set.reconcile(config.outputs)
+        self.outputs = self._output_set.outputs
+        log.configure(outputs=self.outputs, scrubber=self._scrub)
+        await close_all(stale)
 
     def _spawn(self, coro: Any, name: str | None = None) -> None:
         task = asyncio.create_task(coro, name=name)
@@ -548,10 +497,6 @@ class Daemon:
     def _notify_failed(self, message: str) -> None:
         with contextlib.suppress(Exception):
             log.emit(daemon_event("notify-failed", message, level="warning", outcome="failure"))
-
-
-def _spool_of(entry: OutputConfig) -> Path | None:
-    return getattr(entry, "spool_dir", None)
 
 
 def _version() -> str:
