@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import dataclasses
 import gc
 import os
 import signal
@@ -26,12 +25,12 @@ from config.models import PushSource
 from core.clock import Clock, SystemClock
 from core.heartbeats import HeartbeatStore
 from core.redact import Scrubber
-from core.result import CheckResult, NodeStatus, Status
+from core.result import CheckResult, Status
+from engine.failover import STANDBY, jobs_for, parents_in, refresh_first, run_standby, run_tracked
 from engine.loop import run as run_loop
 from engine.notify import Notifier, watchdog_interval
-from engine.runner import run_check, run_node
 from engine.schedule import Job, Scheduler
-from engine.state import CheckStatus, StateTracker, Transition
+from engine.state import StateTracker, Transition
 from engine.status import status_line, status_stream
 from events import log
 from events.ecs import check_event, daemon_event, observer, transition_event
@@ -50,7 +49,6 @@ if TYPE_CHECKING:
 
 UNKNOWN = 3
 STOP_GRACE = 10.0  # seconds in-flight checks get to finish on SIGTERM before cancellation
-STANDBY = "/standby"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,24 +78,8 @@ def main(argv: list[str] | None = None) -> int:
 _NO_LOCK: contextlib.nullcontext[None] = contextlib.nullcontext()
 
 
-def parents_in(config: ProbeConfig) -> frozenset[str]:
-    """The checks some other check depends on."""
-    return frozenset(parent for check in config.checks for parent in check.depends_on)
-
-
 class StartupError(Exception):
     """The daemon cannot start (the listen address is taken, say); said in one line."""
-
-
-def jobs_for(config: ProbeConfig) -> list[Job]:
-    """A regular job per check, and a standby job per check that has alternates."""
-    jobs = [Job(check.name, check.interval) for check in config.checks]
-    jobs += [
-        Job(check.name + STANDBY, check.standby_interval)
-        for check in config.checks
-        if len(check.nodes) > 1
-    ]
-    return jobs
 
 
 class Daemon:
@@ -298,7 +280,7 @@ class Daemon:
     async def _run_regular(self, check: CheckBase) -> None:
 
         async with self._lock(check.name):
-            result = await self._probe(check)
+            result = await run_tracked(check, self.ctx, self.state)
             if result.status is Status.DOWN:
                 await self._refresh_parents(check)
             try:
@@ -312,37 +294,12 @@ class Daemon:
             self._report(check, transitions)
 
     async def _refresh_parents(self, check: CheckBase) -> None:
-        """Before calling a check down, run its parents that are not known to be down.
-
-        Checks run on their own schedules, so a child can fail a few seconds before the
-        broken proxy it depends on is next checked; asking the parent now (as Icinga does)
-        turns twenty "down" alerts into one "down" and twenty "unreachable".
-        """
+        """Before calling a check down, run its parents (engine.failover.refresh_first)."""
 
         for parent in check.depends_on:
-            hard = self.state.check_state(parent).hard
-            if hard not in (CheckStatus.DOWN, CheckStatus.UNREACHABLE):
+            if refresh_first(parent, self.state):
                 with contextlib.suppress(KeyError):
                     await self._run_regular(self.config.check(parent))
-
-    async def _probe(self, check: CheckBase) -> CheckResult:
-        """One run in the state's node order, plus the preferred node while on an alternate."""
-
-        by_name = {node.name: node for node in check.nodes}
-        order = [by_name[name] for name in self.state.node_order(check.name)]
-        result = await run_check(check, self.ctx, order=order)
-        preferred = check.nodes[0]
-        if self.state.needs_preferred_probe(check.name):
-            skipped = [
-                n
-                for n in result.nodes
-                if n.name == preferred.name and n.status is NodeStatus.SKIPPED
-            ]
-            if skipped:  # counts towards failback
-                probed = await run_node(PROBES[check.kind], check, preferred, self.ctx)
-                nodes = tuple(probed if n.name == preferred.name else n for n in result.nodes)
-                result = dataclasses.replace(result, nodes=nodes)
-        return result
 
     def _lock(self, check: str) -> contextlib.AbstractAsyncContextManager[Any]:
         """One run of a check at a time, also when a child asks for its parent early.
@@ -356,11 +313,7 @@ class Daemon:
     async def _run_standby(self, check: CheckBase) -> None:
         """Probe the alternates that are not serving, so a dead standby is known early."""
 
-        active = self.state.check_state(check.name).active_node or check.nodes[0].name
-        for node in check.nodes[1:]:
-            if node.name == active:
-                continue
-            result = await run_node(PROBES[check.kind], check, node, self.ctx)
+        async for result in run_standby(check, self.ctx, self.state):
             self.metrics.observe_node(check.name, result)
             transitions = self.state.observe_standby(check.name, result, os.urandom(16).hex())
             self._report(check, transitions)

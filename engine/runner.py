@@ -196,16 +196,23 @@ def _human(seconds: float) -> str:
     return f"{seconds * 1000:.0f}ms" if seconds < 1 else f"{seconds:.3g}s"
 
 
+def node_order(nodes: Sequence[Any], active: str | None = None) -> list[Any]:
+    """The order nodes are tried in: the active node first (traffic stays where it
+    is), then the rest in config order. The one place that orders nodes."""
+    first = [node for node in nodes if node.name == active]
+    return first + [node for node in nodes if node.name != active]
+
+
 async def run_check(
     check: CheckBase,
     ctx: ProbeContext,
     *,
     probes: Mapping[str, Probe] = PROBES,
-    order: Sequence[Any] | None = None,
+    serving: str | None = None,
 ) -> CheckResult:
-    """Try the nodes in order (the configured order unless ``order`` is given)."""
+    """Try the nodes in order: ``serving`` (the daemon's active node) first, if given."""
     probe = probes[check.kind]
-    nodes = order if order is not None else check.nodes
+    nodes = node_order(check.nodes, serving) if serving is not None else check.nodes
     started_at, started = ctx.clock.now(), ctx.clock.monotonic()
     results: list[NodeResult] = []
     active: str | None = None

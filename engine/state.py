@@ -20,6 +20,7 @@ from typing import Any
 from config.models import CheckBase, ProbeConfig
 from core.clock import Clock
 from core.result import CheckResult, NodeResult, NodeStatus, Status
+from engine.runner import node_order
 
 
 class CheckStatus(StrEnum):
@@ -180,11 +181,7 @@ class StateTracker:
     def node_order(self, check: str) -> list[str]:
         """Node names to try: the active node first, then the rest in config order."""
         entry, config = self._entry(check)
-        names = [node.name for node in config.nodes]
-        if entry.active is not None and entry.active in names:
-            names.remove(entry.active)
-            names.insert(0, entry.active)
-        return names
+        return [node.name for node in node_order(config.nodes, entry.active)]
 
     def needs_preferred_probe(self, check: str) -> bool:
         """Whether the preferred node must be probed too this run (to count towards failback)."""
