@@ -137,13 +137,13 @@ class ProbeContext:
         self._session: aiohttp.ClientSession | None = None
         self._ssl: dict[TlsOptions | None, ssl.SSLContext] = {}
         self.prepared: dict[int, tuple[Any, Any, bytes]] = {}
-        """Plain HTTP requests made once and sent again (probes/http_plain.py), by node."""
+        """Plain HTTP requests made once and sent again (probes/http/plain.py), by node."""
         self.resolver = Resolver()
 
     @property
     def session(self) -> aiohttp.ClientSession:
         if self._session is None:
-            from probes.http_client import new_session  # made for the first aiohttp request
+            from probes.http.aiohttp_client import new_session  # made for the first aiohttp request
 
             self._session = new_session(self.resolver)
         return self._session

@@ -35,8 +35,8 @@ from core.clock import rfc3339
 from core.errors import ErrorType, ProbeFailure
 from probes import freshness_sql
 from probes.base import Observation, ProbeContext, attempt_marks
-from probes.http_client import client_failure, read_body
-from probes.http_common import json_document, lookup, short
+from probes.http.aiohttp_client import client_failure, read_body
+from probes.http.common import json_document, lookup, short
 from probes.timestamps import NotATimestamp, to_utc
 
 Reading = tuple[datetime, dict[str, Any]]

@@ -1,6 +1,6 @@
 """``kind: proxy``: watch a forward proxy by reaching a target through it.
 
-The request, its judgement and the proxy handling are http's (probes/http.py, with
+The request, its judgement and the proxy handling are http's (probes/http/, with
 probes/via_proxy.py): a proxy check is an http check whose ``proxy:`` is required and is
 the point of the check. Its failures tell the proxy's (error.type ``proxy``) from the
 target's, so a target chosen for being always up makes the check a test of the proxy.

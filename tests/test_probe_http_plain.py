@@ -1,9 +1,9 @@
-"""The plain-HTTP client (probes/http_plain.py) against scripted loopback servers.
+"""The plain-HTTP client (probes/http/plain.py) against scripted loopback servers.
 
 Each server here is a raw asyncio listener on 127.0.0.1, port 0, that records the bytes
 of the request and answers with bytes written out in the test, so framing the higher
 level servers never produce (1xx, a body cut short, headers without end) can be sent.
-The same checks are also run through aiohttp (probes/http_client.py) where both clients
+The same checks are also run through aiohttp (probes/http/aiohttp_client.py) where both clients
 must agree.
 """
 
@@ -23,9 +23,11 @@ from config.models import HttpCheck
 from core.errors import ErrorType
 from core.result import CheckResult, Status
 from engine.runner import run_check
-from probes import http, http_client, http_plain
+from probes import http
 from probes.base import ProbeContext
-from probes.http_common import user_agent
+from probes.http import aiohttp_client as http_client
+from probes.http import plain as http_plain
+from probes.http.common import user_agent
 
 Answer = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 

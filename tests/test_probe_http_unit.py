@@ -21,7 +21,7 @@ from config.models import HttpCheck
 from core.errors import ErrorType, ProbeFailure
 from probes import http
 from probes.base import ProbeContext
-from probes.http_common import user_agent
+from probes.http.common import user_agent
 
 URL = "https://api.invalid/health"  # https: aioresponses stands in for aiohttp, which carries TLS
 

@@ -6,7 +6,7 @@ interval. aiohttp's client spends about four times the CPU of this path on each 
 not use: pooling, cookies, redirects, streaming readers, tracing. Here the request is
 written in one piece and the answer is parsed by httptools (the llhttp parser that
 Node.js uses) as it arrives, the body capped and inflated on the way (CappedBody). TLS,
-a forward proxy, redirects and HEAD stay with aiohttp (probes/http_client.py).
+a forward proxy, redirects and HEAD stay with aiohttp (probes/http/aiohttp_client.py).
 
 Failures get the error types the aiohttp path gives them, and messages that say the
 same (this client adds the address where it knows it). tests/test_probe_http_plain.py
@@ -31,7 +31,7 @@ from config.models import HttpCheckBase, HttpNode
 from core.clock import Clock
 from core.errors import ErrorType, ProbeFailure
 from probes.base import ProbeContext
-from probes.http_common import Answer, CappedBody, check_announced
+from probes.http.common import Answer, CappedBody, check_announced
 from probes.net import RESET, connect_first, os_failure, resolve
 
 HEAD_LIMIT = 64 * 1024

@@ -1,6 +1,6 @@
 """HTTP pieces shared by the kinds that read an HTTP answer (http, proxy, freshness's
 http source), whichever client carried the request: the capped body, a JSON document
-and its fields, the User-Agent. Nothing here imports aiohttp (see probes/http_plain.py).
+and its fields, the User-Agent. Nothing here imports aiohttp (see probes/http/plain.py).
 """
 
 from __future__ import annotations

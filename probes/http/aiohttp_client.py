@@ -3,7 +3,7 @@
 Everything plain ``http://`` cannot do goes through one aiohttp session per process
 (fresh connection every time, phases marked through aiohttp's tracing hooks and a thin
 connector subclass, the peer's certificate read as the connection is made). Plain
-``http://`` to the node itself takes probes/http_plain.py instead.
+``http://`` to the node itself takes probes/http/plain.py instead.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from config.models import HttpCheckBase, HttpNode
 from core.errors import ErrorType, ProbeFailure
 from probes import via_proxy
 from probes.base import ProbeContext
-from probes.http_common import Answer, CappedBody, check_announced
+from probes.http.common import Answer, CappedBody, check_announced
 from probes.net import RESET, os_failure
 from probes.resolve import Resolver
 from probes.tls_common import inspect_certificate, ssl_failure
@@ -264,7 +264,7 @@ def new_session(resolver: Resolver) -> aiohttp.ClientSession:
         cookie_jar=aiohttp.DummyCookieJar(),  # no state leaks from one check into another
         trust_env=False,  # proxies are configured per check, never picked up by surprise
         trace_configs=[_trace_config()],
-        # Decompression happens in http_common.read_body, under the body cap.
+        # Decompression happens in read_body, under the body cap.
         auto_decompress=False,
     )
 

@@ -1,9 +1,9 @@
 """``kind: http``: one request to one node, judged against the check's ``expect:``.
 
 Two clients carry the request. Plain ``http://`` straight to the node, the bulk of the
-probes, goes through probes/http_plain.py: one HTTP/1.1 exchange parsed by httptools, at
+probes, goes through probes/http/plain.py: one HTTP/1.1 exchange parsed by httptools, at
 a quarter of aiohttp's CPU per request. TLS, a forward proxy, redirects and HEAD go
-through aiohttp (probes/http_client.py). Both send the same headers and hand back the
+through aiohttp (probes/http/aiohttp_client.py). Both send the same headers and hand back the
 same Answer, which is judged here, so a check reads the same whichever carried it.
 """
 
@@ -14,16 +14,16 @@ from typing import Any
 
 from config.models import HttpCheckBase, HttpExpect, HttpNode
 from core.errors import ErrorType, ProbeFailure
-from probes import http_plain
 from probes.base import Observation, ProbeContext, attempt_marks
-from probes.http_common import json_document, lookup, short, user_agent
+from probes.http import plain as http_plain
+from probes.http.common import json_document, lookup, short, user_agent
 from probes.signing import signature_headers
 
 
 def prepare(checks: Iterable[HttpCheckBase]) -> None:
     """Import aiohttp's client now if any request will need it (probes.PROBES.prepare)."""
     if any(not http_plain.suits(check, node) for check in checks for node in check.nodes):
-        from probes import http_client  # noqa: F401
+        from probes.http import aiohttp_client  # noqa: F401
 
 
 async def probe(check: HttpCheckBase, node: HttpNode, ctx: ProbeContext) -> Observation:
@@ -35,9 +35,9 @@ async def probe(check: HttpCheckBase, node: HttpNode, ctx: ProbeContext) -> Obse
             check, node, lambda: _headers(check, node, ctx), ctx, marks
         )
     else:
-        from probes import http_client  # aiohttp: imported with the first check needing it
+        from probes.http import aiohttp_client  # aiohttp: with the first check needing it
 
-        answer = await http_client.exchange(check, node, _headers(check, node, ctx), ctx, marks)
+        answer = await aiohttp_client.exchange(check, node, _headers(check, node, ctx), ctx, marks)
 
     details = answer.details | {"status_code": answer.status, "body_bytes": len(answer.body)}
     if answer.version is not None:
