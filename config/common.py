@@ -1,7 +1,7 @@
 """Pieces every config model shares: the frozen base, names, ``host:port`` addresses.
 
-Apart from config/models.py because config/outputs.py needs them too, and models.py
-imports outputs.py.
+Apart from config/checks.py because config/outputs.py needs them too, and the config
+root (config/probe_config.py) imports outputs.py.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from config.models import TlsOptions
+    from config.checks import TlsOptions
 
 # OpenSSL's reason for a file with no PEM certificate in it.
 _NO_CERTIFICATES = "NO_CERTIFICATE_OR_CRL_FOUND"

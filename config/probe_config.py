@@ -1,0 +1,165 @@
+"""The root of the config file: ``defaults:``, ``checks:`` and the daemon's settings.
+
+Runtime state (streaks, active node, last success) never lives here; these objects are
+shared read-only by every check run and can be swapped whole on reload.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import (
+    AfterValidator,
+    Field,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
+    field_validator,
+    model_validator,
+)
+
+from config.checks import CheckBase
+from config.common import Model, split_address
+from config.defaults import Defaults, merge_defaults
+from config.dependencies import find_cycle
+from config.fields import AbsolutePath
+from config.kinds.dns import DnsCheck
+from config.kinds.freshness import FreshnessCheck
+from config.kinds.http import HttpCheck
+from config.kinds.icmp import IcmpCheck
+from config.kinds.proxy import ProxyCheck
+from config.kinds.tcp import TcpCheck
+from config.kinds.tls import TlsCheck
+from config.outputs import Output, StreamOutput, check_outputs
+from config.secrets import collect_references
+from config.sharing import share_equal_parts, share_fields_sets
+from config.tls import checking_once
+
+
+def _check_listen(listen: str) -> str:
+    if listen != "off":
+        split_address(listen, any_port=True)  # port 0: the OS picks (tests)
+    return listen
+
+
+Check = Annotated[
+    HttpCheck | ProxyCheck | TcpCheck | TlsCheck | FreshnessCheck | DnsCheck | IcmpCheck,
+    Field(discriminator="kind"),
+]
+"""One entry of ``checks:``; ``kind`` picks the model (and the probe that runs it)."""
+
+CHECK_MODELS: tuple[type[CheckBase], ...] = (
+    HttpCheck,
+    ProxyCheck,
+    TcpCheck,
+    TlsCheck,
+    FreshnessCheck,
+    DnsCheck,
+    IcmpCheck,
+)
+
+
+def kind_of(model: type[CheckBase]) -> str:
+    """The ``kind:`` value that selects a check model."""
+    literal = model.model_fields["kind"].annotation
+    return str(literal.__args__[0])  # type: ignore[union-attr]
+
+
+_STDERR: Output = StreamOutput(type="stderr")
+
+
+class ProbeConfig(Model):
+    """The root of the config file. Environment variables ``PROBE_A__B`` override ``a.b``
+    (config/env.py merges them in before validation)."""
+
+    defaults: Defaults = Defaults()
+    checks: list[Check] = Field(min_length=1)
+    concurrency: int = Field(200, ge=1, le=10_000)
+    """How many checks run at once; the rest wait for a slot."""
+    listen: Annotated[str, AfterValidator(_check_listen)] = "127.0.0.1:9640"
+    """The daemon's HTTP endpoint (metrics, status, health); "off" disables it."""
+    outputs: list[Output] = Field(default_factory=lambda: [_STDERR])
+    """Where the daemon's events go (docs/events.md); by default JSON lines on stderr."""
+    state_dir: AbsolutePath = Path("/var/lib/hotline-probe")
+    """Where the daemon keeps what must outlive it (push heartbeats); the systemd unit's
+    StateDirectory=. ``probe`` reads heartbeats from here too."""
+
+    _referenced: frozenset[str] = PrivateAttr(default=frozenset())
+    """Every value a ``${env:}`` / ``${file:}`` reference resolved to, for scrubbing."""
+    _by_name: dict[str, CheckBase] = PrivateAttr(default_factory=dict)
+
+    @property
+    def referenced_secrets(self) -> frozenset[str]:
+        return self._referenced
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _one_validation_pass(
+        cls, data: Any, handler: ModelWrapValidatorHandler[ProbeConfig]
+    ) -> ProbeConfig:
+        # Here rather than in the loader so that any way of building a config (the file,
+        # the environment, a test's model_validate) records what its references resolved
+        # to, and checks each distinct set of TLS files once.
+        with collect_references() as found, checking_once():
+            config = handler(data)
+        config._referenced = frozenset(found)
+        share_equal_parts(config)  # first: the walk below then visits shared parts once
+        share_fields_sets(config, {}, set())
+        return config
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_defaults(cls, data: Any) -> Any:
+        """Copy ``defaults:`` into every check that does not set the key itself."""
+        return merge_defaults(data)
+
+    @field_validator("outputs")
+    @classmethod
+    def _outputs_apart(cls, outputs: list[Output]) -> list[Output]:
+        check_outputs(outputs)
+        return outputs
+
+    @field_validator("checks")
+    @classmethod
+    def _unique_names(cls, checks: list[CheckBase]) -> list[CheckBase]:
+        first: dict[str, int] = {}
+        for index, check in enumerate(checks):
+            if check.name in first:
+                raise ValueError(
+                    f"check name {check.name!r} is used by checks[{first[check.name]}] "
+                    f"and checks[{index}]"
+                )
+            first[check.name] = index
+        return checks
+
+    @field_validator("checks")
+    @classmethod
+    def _dependencies_resolve(cls, checks: list[CheckBase]) -> list[CheckBase]:
+        index = {check.name: i for i, check in enumerate(checks)}
+        for i, check in enumerate(checks):
+            for parent in check.depends_on:
+                if parent not in index:
+                    raise ValueError(f"checks[{i}].depends_on names unknown check {parent!r}")
+                if parent == check.name:
+                    raise ValueError(f"checks[{i}].depends_on names the check itself")
+        cycle = find_cycle({c.name: c.depends_on for c in checks})
+        if cycle:
+            raise ValueError("depends_on forms a cycle: " + " -> ".join(cycle))
+        return checks
+
+    def selected(self, names: Iterable[str] | None = None) -> list[CheckBase]:
+        """The checks so named, in the order given (KeyError if one is not); all when
+        ``names`` is None."""
+        return [self.check(n) for n in names] if names is not None else list(self.checks)
+
+    def check(self, name: str) -> CheckBase:
+        """The check called ``name`` (KeyError if none); the daemon asks on every run."""
+        # Read from pydantic's private storage directly: the attribute itself goes
+        # through BaseModel.__getattr__, a measurable cost at hundreds of runs a second.
+        private = self.__pydantic_private__
+        assert private is not None
+        by_name: dict[str, CheckBase] = private["_by_name"]
+        if not by_name:  # a new dict, not filled in place: model_copy shares the old one
+            by_name = private["_by_name"] = {check.name: check for check in self.checks}
+        return by_name[name]
