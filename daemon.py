@@ -3,14 +3,14 @@
 The same runner and probes as ``probe --all``; on top of them a scheduler (when), the
 state tracker (what a run means: blip or outage, failover, failback, flapping), the
 HTTP endpoint (metrics, status, health) and the systemd notify protocol (ready,
-watchdog, reload, stop).
+watchdog, reload, stop). The parts are built by the composition root (wiring/probed.py);
+what is left here is the life cycle: start, reload, stop, signals and the watchdog.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import gc
 import os
 import signal
@@ -21,31 +21,25 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from config import secret_values
 from config.load import ConfigError, load_config, load_for
-from config.models import PushSource
-from core.clock import Clock, SystemClock
 from core.heartbeats import HeartbeatStore
 from core.redact import Scrubber
-from core.result import CheckResult, Status
-from engine.failover import STANDBY, jobs_for, parents_in, refresh_first, run_standby, run_tracked
+from engine.failover import jobs_for
 from engine.loop import run as run_loop
 from engine.notify import Notifier, watchdog_interval
-from engine.schedule import Job, Scheduler
-from engine.state import StateTracker, Transition
-from engine.status import status_line, status_stream
+from engine.status import status_stream
 from events import log
-from events.ecs import check_event, daemon_event, observer, transition_event
+from events.ecs import daemon_event
 from events.outputs import Output
-from events.outputs.reconcile import OutputSet, close_all
+from events.outputs.reconcile import close_all
 from probes import PROBES
-from probes.base import ProbeContext
 from web.app import build_app, serve
-from web.metrics import Metrics
+from wiring.probed import build_daemon
 
 if TYPE_CHECKING:
     from aiohttp import web
-    from pydantic import SecretStr
 
-    from config.models import CheckBase, ProbeConfig
+    from config.models import ProbeConfig
+    from core.clock import Clock
 
 UNKNOWN = 3
 STOP_GRACE = 10.0  # seconds in-flight checks get to finish on SIGTERM before cancellation
@@ -66,16 +60,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.check_config:
         print(f"{path}: OK, {len(config.checks)} checks")
         return 0
+
+    async def daemon() -> int:  # the graph is built on the loop it runs on
+        return await Daemon(path, config, freeze_heap=True).run()
+
     try:
-        return run_loop(Daemon(path, config, freeze_heap=True).run())
+        return run_loop(daemon())
     except StartupError as exc:
         print(f"probed: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 0
-
-
-_NO_LOCK: contextlib.nullcontext[None] = contextlib.nullcontext()
 
 
 class StartupError(Exception):
@@ -98,22 +93,38 @@ class Daemon:
         ``freeze_heap`` is for the daemon process alone (see _settle_heap)."""
 
         self.path = path
-        self.config = config
-        self._parents = parents_in(config)
-        self.clock: Clock = clock or SystemClock()
-        self.notifier = notifier or Notifier.from_env(environ, on_error=self._notify_failed)
         self.environ = environ
-        self.latest: dict[str, CheckResult] = {}
+        graph = build_daemon(config, clock=clock, notifier=notifier, environ=environ, stream=stream)
+        self.clock = graph.clock
+        self.notifier = graph.notifier
+        self.emit = graph.emit
+        self.ctx = graph.ctx
+        self.state = graph.state
+        self.metrics = graph.metrics
+        self.monitor = graph.monitor
+        self.scheduler = graph.scheduler
+        self.push = graph.push
+        self.status = graph.status
+        self._outputs = graph.outputs
+        self._scrub = Scrubber(secret_values(config))
         self.web: web.AppRunner | None = None
+        self._started = False
         self._stop = asyncio.Event()
         self._reload_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._locks: dict[str, asyncio.Lock] = {}
-        self._last_status = ""
-        self._output_set = OutputSet(stderr=stream, hostname=observer()["hostname"])
-        self.outputs: list[Output] = []
-        self._status_at = float("-inf")
         self._freeze_heap = freeze_heap
+
+    @property
+    def config(self) -> ProbeConfig:
+        return self.monitor.config
+
+    @property
+    def heartbeats(self) -> HeartbeatStore:
+        return self.push.store
+
+    @property
+    def outputs(self) -> list[Output]:
+        return self._outputs.outputs
 
     # --- life cycle ------------------------------------------------------------------
 
@@ -153,27 +164,14 @@ class Daemon:
     async def start(self) -> None:
 
         await self._open_outputs(self.config)
-        self.heartbeats = HeartbeatStore(self.config.state_dir, clock=self.clock)
-        self.ctx: ProbeContext = ProbeContext(clock=self.clock, heartbeats=self.heartbeats)
-        PROBES.prepare(self.config.checks)
-        await self._watch_push_checks()
-        self.state: StateTracker = StateTracker(self.config, clock=self.clock)
-        self.metrics: Metrics = Metrics(version=_version())
-        self.metrics.outputs = lambda: self.outputs
-        self.scheduler = Scheduler(
-            clock=self.clock,
-            concurrency=self.config.concurrency,
-            run=self._run_job,
-            on_lateness=lambda job, late: self.metrics.observe_lateness(late),
-            on_skip=lambda job: self.metrics.count_skip(job.key.removesuffix(STANDBY)),
-        )
-        self.scheduler.set_jobs(jobs_for(self.config))
+        await self.push.watch()
+        self._started = True
         await self._serve(self.config.listen)
         self._spawn(self.scheduler.run_forever(), name="scheduler")
         if (interval := watchdog_interval(self.environ)) is not None:
             self._spawn(self._watchdog(interval), name="watchdog")
-        self.notifier.ready(self._status_line())
-        log.emit(
+        self.notifier.ready(self.status.line())
+        self.emit(
             daemon_event(
                 "daemon-start",
                 f"probed started: {len(self.config.checks)} checks from {self.path}",
@@ -185,8 +183,7 @@ class Daemon:
     async def shutdown(self) -> None:
 
         self.notifier.stopping()
-        scheduler = getattr(self, "scheduler", None)
-        cancelled = await scheduler.stop(grace=STOP_GRACE) if scheduler else 0
+        cancelled = await self.scheduler.stop(grace=STOP_GRACE)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*list(self._tasks), return_exceptions=True)
@@ -194,9 +191,8 @@ class Daemon:
         if self.web is not None:
             await self.web.cleanup()
             self.web = None
-        if hasattr(self, "ctx"):
-            await self.ctx.close()
-        log.emit(
+        await self.ctx.close()
+        self.emit(
             daemon_event(
                 "daemon-stop",
                 "probed stopped"
@@ -204,7 +200,7 @@ class Daemon:
                 cancelled=cancelled,
             )
         )
-        await self._output_set.close()
+        await self._outputs.close()
         sys.stderr.flush()
         self.notifier.close()
 
@@ -218,7 +214,7 @@ class Daemon:
                 if new.listen != self.config.listen:
                     await self._serve(new.listen)
             except (ConfigError, StartupError) as exc:
-                log.emit(
+                self.emit(
                     daemon_event(
                         "daemon-reload-failed",
                         f"reload refused, still running the previous config: {exc}",
@@ -226,25 +222,23 @@ class Daemon:
                         outcome="failure",
                     )
                 )
-                self.notifier.ready(self._status_line())
+                self.notifier.ready(self.status.line())
                 return False
             if new.state_dir != self.config.state_dir:
-                self.heartbeats = HeartbeatStore(new.state_dir, clock=self.clock)
-                self.ctx.heartbeats = self.heartbeats
-            self.config = new
-            self._parents = parents_in(new)
+                store = HeartbeatStore(new.state_dir, clock=self.clock)
+                self.push.store = self.ctx.heartbeats = store
+            self.monitor.reconfigure(new)
             self.ctx.forget()
             PROBES.prepare(new.checks)
-            await self._watch_push_checks()
+            await self.push.watch()
             await self._open_outputs(new)
             self.state.reconfigure(new)
             self.metrics.keep_only({c.name: [n.name for n in c.nodes] for c in new.checks})
             self.scheduler.set_jobs(jobs_for(new), concurrency=new.concurrency)
-            names = {c.name for c in new.checks}
-            self.latest = {k: v for k, v in self.latest.items() if k in names}
-            self.notifier.ready(self._status_line())
+            self.monitor.forget_removed()
+            self.notifier.ready(self.status.line())
             self._settle_heap()
-            log.emit(
+            self.emit(
                 daemon_event(
                     "daemon-reload",
                     f"config reloaded: {len(new.checks)} checks",
@@ -253,96 +247,17 @@ class Daemon:
             )
             return True
 
-    # --- running checks --------------------------------------------------------------
-
-    async def _run_job(self, job: Job) -> None:
-        name = job.key.removesuffix(STANDBY)
-        try:
-            check = self.config.check(name)
-        except KeyError:
-            return  # removed by a reload while it waited for a slot
-        try:
-            if job.key.endswith(STANDBY):
-                await self._run_standby(check)
-            else:
-                await self._run_regular(check)
-        except Exception as exc:  # never let one check's bug stop the scheduler
-            log.emit(
-                daemon_event(
-                    "internal-error",
-                    f"{name}: {type(exc).__name__}: {exc}",
-                    level="error",
-                    outcome="failure",
-                    check=name,
-                )
-            )
-
-    async def _run_regular(self, check: CheckBase) -> None:
-
-        async with self._lock(check.name):
-            result = await run_tracked(check, self.ctx, self.state)
-            if result.status is Status.DOWN:
-                await self._refresh_parents(check)
-            try:
-                transitions = self.state.observe(result)
-            except KeyError:
-                return  # removed by a reload while it ran
-            view = self.state.check_state(check.name)
-            self.latest[check.name] = result
-            self.metrics.observe(result, view)
-            log.emit(check_event(result, view))
-            self._report(check, transitions)
-
-    async def _refresh_parents(self, check: CheckBase) -> None:
-        """Before calling a check down, run its parents (engine.failover.refresh_first)."""
-
-        for parent in check.depends_on:
-            if refresh_first(parent, self.state):
-                with contextlib.suppress(KeyError):
-                    await self._run_regular(self.config.check(parent))
-
-    def _lock(self, check: str) -> contextlib.AbstractAsyncContextManager[Any]:
-        """One run of a check at a time, also when a child asks for its parent early.
-
-        The scheduler never overlaps a check with itself; only a parent can be asked
-        for out of turn (_refresh_parents), so only parents get a lock of their own."""
-        if check not in self._parents:
-            return _NO_LOCK
-        return self._locks.setdefault(check, asyncio.Lock())
-
-    async def _run_standby(self, check: CheckBase) -> None:
-        """Probe the alternates that are not serving, so a dead standby is known early."""
-
-        async for result in run_standby(check, self.ctx, self.state):
-            self.metrics.observe_node(check.name, result)
-            transitions = self.state.observe_standby(check.name, result, os.urandom(16).hex())
-            self._report(check, transitions)
-
-    def _report(self, check: CheckBase, transitions: list[Transition]) -> None:
-
-        for transition in transitions:
-            self.metrics.observe_transition(transition)
-            log.emit(transition_event(transition, kind=check.kind, title=check.title))
-        # Counting states walks every check: at most once a second, not once per run.
-        now = self.clock.monotonic()
-        if now - self._status_at >= 1.0:
-            self._status_at = now
-            line = self._status_line()
-            if line != self._last_status:
-                self._last_status = line
-                self.notifier.status(line)
-
-    # --- health, status, watchdog ----------------------------------------------------
+    # --- health, watchdog ------------------------------------------------------------
 
     def health(self) -> tuple[bool, str]:
         if self._stop.is_set():
             return False, "stopping"
-        scheduler = getattr(self, "scheduler", None)
-        if scheduler is None:
+        if not self._started:
             return False, "starting"
-        if not scheduler.healthy(self.clock.monotonic()):
+        if not self.scheduler.healthy(self.clock.monotonic()):
             return False, "the scheduler loop has stalled"
-        return True, f"{len(self.config.checks)} checks scheduled, {scheduler.running} running"
+        count, running = len(self.config.checks), self.scheduler.running
+        return True, f"{count} checks scheduled, {running} running"
 
     async def _watchdog(self, interval: float) -> None:
         """Ping systemd only while the scheduler really turns; a hang gets us restarted."""
@@ -356,7 +271,7 @@ class Daemon:
                 withheld = False
             elif not withheld:
                 withheld = True
-                log.emit(
+                self.emit(
                     daemon_event(
                         "watchdog-withheld",
                         f"watchdog ping withheld: {reason}",
@@ -366,49 +281,7 @@ class Daemon:
                 )
 
     def status_stream(self) -> dict[str, Any]:
-        return status_stream(self.config, self.state, self.latest)
-
-    def _status_line(self) -> str:
-        counts = self.state.counts() if hasattr(self, "state") else {}
-        return status_line(len(self.config.checks), counts)
-
-    # --- heartbeats of push freshness checks -----------------------------------------
-
-    def _push_token(self, name: str) -> SecretStr | None:
-        try:
-            check = self.config.check(name)
-        except KeyError:
-            return None
-        source = getattr(check, "source", None)
-        return source.token if isinstance(source, PushSource) else None
-
-    async def _record_heartbeat(self, name: str) -> None:
-        try:
-            await self.heartbeats.record(name)
-        except OSError as exc:
-            self._heartbeats_not_saved(exc)
-
-    async def _watch_push_checks(self) -> None:
-        """Expect heartbeats for the push checks of the running config (their wait for
-        a first heartbeat starts now, or continues from before a restart)."""
-        names = [
-            c.name for c in self.config.checks if isinstance(getattr(c, "source", None), PushSource)
-        ]
-        try:
-            await self.heartbeats.watch(names)
-        except OSError as exc:
-            self._heartbeats_not_saved(exc)
-
-    def _heartbeats_not_saved(self, exc: OSError) -> None:
-        log.emit(
-            daemon_event(
-                "heartbeats-not-saved",
-                f"cannot write {self.heartbeats.path}: {exc.strerror or exc}; heartbeats "
-                "are kept in memory and lost at a restart",
-                level="error",
-                outcome="failure",
-            )
-        )
+        return status_stream(self.config, self.state, self.monitor.latest)
 
     # --- plumbing --------------------------------------------------------------------
 
@@ -422,8 +295,8 @@ class Daemon:
                 status=self.status_stream,
                 healthy=self.health,
                 scrub=self._scrub,
-                push_token=self._push_token,
-                record_heartbeat=self._record_heartbeat,
+                push_token=self.push.token,
+                record_heartbeat=self.push.record,
             )
             try:
                 runner = await serve(app, listen)
@@ -437,8 +310,7 @@ class Daemon:
         """Route events to the config's outputs (events.outputs.reconcile says which are
         kept, opened and closed)."""
         self._scrub = Scrubber(secret_values(config))
-        stale = await self._output_set.reconcile(config.outputs)
-        self.outputs = self._output_set.outputs
+        stale = await self._outputs.reconcile(config.outputs)
         log.configure(outputs=self.outputs, scrubber=self._scrub)
         await close_all(stale)
 
@@ -446,16 +318,6 @@ class Daemon:
         task = asyncio.create_task(coro, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-    def _notify_failed(self, message: str) -> None:
-        with contextlib.suppress(Exception):
-            log.emit(daemon_event("notify-failed", message, level="warning", outcome="failure"))
-
-
-def _version() -> str:
-    from events.ecs import observer
-
-    return str(observer()["version"])
 
 
 if __name__ == "__main__":

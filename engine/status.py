@@ -7,11 +7,13 @@ made (the whole list for 10,000 checks was 20 MB at its peak).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
+from core.clock import Clock
 from core.result import CheckResult
 from engine import report
+from engine.notify import Notifier
 from engine.state import StateTracker
 
 if TYPE_CHECKING:
@@ -58,3 +60,25 @@ def status_line(checks: int, counts: Mapping[str, int]) -> str:
     """``N checks: 3 up, 0 degraded, 1 down, 0 unreachable`` (systemd's STATUS=)."""
     parts = [f"{counts.get(s, 0)} {s}" for s in ("up", "degraded", "down", "unreachable")]
     return f"{checks} checks: " + ", ".join(parts)
+
+
+class StatusNotice:
+    """systemd's STATUS= line, kept current as runs change states."""
+
+    def __init__(self, notifier: Notifier, clock: Clock, line: Callable[[], str]) -> None:
+        self.line = line
+        self._notifier = notifier
+        self._clock = clock
+        self._last = ""
+        self._at = float("-inf")
+
+    def update(self) -> None:
+        """Send the line if it changed. Counting states walks every check: at most once
+        a second, not once per run."""
+        now = self._clock.monotonic()
+        if now - self._at >= 1.0:
+            self._at = now
+            line = self.line()
+            if line != self._last:
+                self._last = line
+                self._notifier.status(line)
