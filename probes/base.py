@@ -15,7 +15,7 @@ import ssl
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 from config.tls import TlsFileError, build_ssl_context
 from core.clock import Clock, SystemClock
@@ -24,8 +24,6 @@ from core.heartbeats import HeartbeatStore
 from probes.resolve import Resolver
 
 if TYPE_CHECKING:
-    import aiohttp
-
     from config.models import TlsOptions
 
 
@@ -111,9 +109,27 @@ def new_nonce() -> str:
     return secrets.token_hex(16)
 
 
+class Resource(Protocol):
+    """What a kind keeps across attempts for as long as its context lives: a client
+    session, requests made once and sent again (probes/http/'s two transports).
+
+    The context makes it on first use (``ProbeContext.resource``), lets it drop what it
+    built from the config on a reload, and closes it with itself.
+    """
+
+    def forget(self) -> None:
+        """A reload: let go of what was built from the old config's objects."""
+
+    async def close(self) -> None:
+        """The context is closing: release sockets and sessions."""
+
+
+R = TypeVar("R", bound=Resource)
+
+
 class ProbeContext:
-    """The I/O a probe may use: the clock, the shared HTTP session, TLS contexts,
-    heartbeats, the system resolver's configuration.
+    """The I/O a probe may use: the clock, TLS contexts, heartbeats, the system
+    resolver, and what each kind keeps for itself (``resource``: http's sessions).
 
     Tests swap the clock and the nonce source; sockets stay real. Built once per process
     (or per daemon config generation) and shared by every attempt.
@@ -134,19 +150,19 @@ class ProbeContext:
         self.resolv_conf = resolv_conf
         """Where ``kind: dns`` finds the system resolver's servers (tests point it at
         loopback: the real file may name a server off the host)."""
-        self._session: aiohttp.ClientSession | None = None
         self._ssl: dict[TlsOptions | None, ssl.SSLContext] = {}
-        self.prepared: dict[int, tuple[Any, Any, bytes]] = {}
-        """Plain HTTP requests made once and sent again (probes/http/plain.py), by node."""
+        self._resources: dict[Callable[[ProbeContext], Resource], Resource] = {}
         self.resolver = Resolver()
 
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            from probes.http.aiohttp_client import new_session  # made for the first aiohttp request
+    def resource(self, make: Callable[[ProbeContext], R]) -> R:
+        """This context's one ``make(ctx)``, made on first use and kept until close.
 
-            self._session = new_session(self.resolver)
-        return self._session
+        ``make`` (usually the resource's class) is also its key: a kind reaches its own
+        state through it, and the context needs to know nothing of any kind."""
+        found = self._resources.get(make)
+        if found is None:
+            found = self._resources[make] = make(self)
+        return cast(R, found)
 
     def ssl_context(self, options: TlsOptions | None) -> ssl.SSLContext:
         """One context per distinct ``tls:`` block, built on first use (loading CAs is slow)."""
@@ -163,15 +179,17 @@ class ProbeContext:
     def forget(self) -> None:
         """Drop what was built from the config: TLS contexts are built anew on next use
         (a reload must pick up a rotated CA or client certificate even when the
-        ``tls:`` block reads the same), and the prepared requests, which hold the old
-        config's objects, are let go with it."""
+        ``tls:`` block reads the same), and each kind's resources let go of what they
+        built from the old config's objects (http's prepared requests)."""
         self._ssl.clear()
-        self.prepared.clear()
+        for resource in self._resources.values():
+            resource.forget()
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        resources, self._resources = self._resources, {}
+        async with contextlib.AsyncExitStack() as closing:  # each one, whatever the others do
+            for resource in resources.values():
+                closing.push_async_callback(resource.close)
 
     async def __aenter__(self) -> ProbeContext:
         return self

@@ -35,7 +35,7 @@ from core.clock import rfc3339
 from core.errors import ErrorType, ProbeFailure
 from probes import freshness_sql
 from probes.base import Observation, ProbeContext, attempt_marks
-from probes.http.aiohttp_client import client_failure, read_body
+from probes.http.aiohttp_client import client_failure, read_body, session
 from probes.http.common import json_document, lookup, short
 from probes.timestamps import NotATimestamp, to_utc
 
@@ -124,7 +124,7 @@ async def _read_http(check: FreshnessCheck, ctx: ProbeContext) -> Reading:
     marks = attempt_marks()
     https = source.url.startswith("https:")
     try:
-        async with ctx.session.get(
+        async with session(ctx).get(
             source.url,
             headers={"Accept-Encoding": "identity"}
             | {name: value.get_secret_value() for name, value in source.headers.items()},

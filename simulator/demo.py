@@ -208,6 +208,8 @@ async def _freshness_source(sim: Simulator, check: dict[str, Any]) -> None:
 
 async def province_calls_back(sim: Simulator, config: Any, ctx: Any) -> None:
     """One callback per push freshness check; the receiver heartbeats if it processed it."""
+    from probes.http.aiohttp_client import session
+
     now = ctx.clock.now()
     for check in config.checks:
         if getattr(getattr(check, "source", None), "type", None) != "push":
@@ -216,7 +218,7 @@ async def province_calls_back(sim: Simulator, config: Any, ctx: Any) -> None:
         try:
             async with (
                 asyncio.timeout(1.0),
-                ctx.session.post(receiver.url + "callback", json={"case": "demo"}) as answer,
+                session(ctx).post(receiver.url + "callback", json={"case": "demo"}) as answer,
             ):
                 processed = answer.status < 300
         except (TimeoutError, OSError, aiohttp.ClientError):

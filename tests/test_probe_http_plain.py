@@ -1,10 +1,10 @@
-"""The plain-HTTP client (probes/http/plain.py) against scripted loopback servers.
+"""The plain HTTP transport (probes/http/plain.py) against scripted loopback servers.
 
 Each server here is a raw asyncio listener on 127.0.0.1, port 0, that records the bytes
 of the request and answers with bytes written out in the test, so framing the higher
 level servers never produce (1xx, a body cut short, headers without end) can be sent.
-The same checks are also run through aiohttp (probes/http/aiohttp_client.py) where both clients
-must agree.
+The same checks are also run through the aiohttp transport (probes/http/aiohttp_client.py)
+where both must agree: the two transports' contract.
 """
 
 from __future__ import annotations
@@ -25,9 +25,10 @@ from core.result import CheckResult, Status
 from engine.runner import run_check
 from probes import http
 from probes.base import ProbeContext
-from probes.http import aiohttp_client as http_client
-from probes.http import plain as http_plain
+from probes.http.aiohttp_client import AiohttpTransport
 from probes.http.common import user_agent
+from probes.http.plain import HEAD_LIMIT, PlainTransport, suits
+from probes.http.transport import Transport
 
 Answer = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -119,6 +120,14 @@ def failure(result: CheckResult) -> tuple[ErrorType, str]:
     return error.type, error.message
 
 
+def plain_transport(ctx: ProbeContext) -> Transport:
+    return ctx.resource(PlainTransport)
+
+
+def aiohttp_transport(ctx: ProbeContext) -> Transport:
+    return ctx.resource(AiohttpTransport)
+
+
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
 
@@ -162,8 +171,10 @@ async def test_both_clients_send_the_same_headers(ctx: ProbeContext) -> None:
         )
         node = check.nodes[0]
         headers = http._headers(check, node, ctx)  # what probe() hands either client
-        plain = await http_plain.exchange(check, node, lambda: dict(headers), ctx, {})
-        through_aiohttp = await http_client.exchange(check, node, dict(headers), ctx, {})
+        plain = await plain_transport(ctx).exchange(check, node, lambda: dict(headers), {})
+        through_aiohttp = await aiohttp_transport(ctx).exchange(
+            check, node, lambda: dict(headers), {}
+        )
     assert (plain.status, plain.body) == (through_aiohttp.status, through_aiohttp.body)
     plain_head, aiohttp_head = server.head(0), server.head(1)
     assert plain_head["authorization"] == "Basic dXNlcjpwYSBzcw=="  # user:pa ss
@@ -212,7 +223,7 @@ async def test_framings_are_read_to_their_end(
     not close wait for the client to hang up."""
     async with scripted(sends(answer, then_close=server_closes)) as server:
         check = http_check(f"http://127.0.0.1:{server.port}/")
-        got = await http_plain.exchange(check, check.nodes[0], dict, ctx, {})
+        got = await plain_transport(ctx).exchange(check, check.nodes[0], dict, {})
     assert got.body == body
     assert got.status in (200, 204)
 
@@ -230,8 +241,8 @@ async def test_both_clients_read_the_same_answers(ctx: ProbeContext) -> None:
         async with scripted(sends(answer)) as server:
             check = http_check(f"http://127.0.0.1:{server.port}/")
             node = check.nodes[0]
-            plain = await http_plain.exchange(check, node, dict, ctx, {})
-            other = await http_client.exchange(check, node, {}, ctx, {})
+            plain = await plain_transport(ctx).exchange(check, node, dict, {})
+            other = await aiohttp_transport(ctx).exchange(check, node, dict, {})
         assert (plain.status, plain.reason, plain.version, plain.body) == (
             other.status,
             other.reason,
@@ -293,7 +304,7 @@ async def test_headers_without_end_are_refused_with_bounded_memory(ctx: ProbeCon
     error_type, message = failure(result)
     assert error_type is ErrorType.PROTOCOL
     assert "not a valid HTTP response: no end of headers in" in message
-    assert int(message.split(" in ")[1].split()[0]) > http_plain.HEAD_LIMIT
+    assert int(message.split(" in ")[1].split()[0]) > HEAD_LIMIT
     assert peak < 4 * 2**20
     assert result.duration < 1.0  # refused as soon as seen, not at the 2 s timeout
 
@@ -312,7 +323,7 @@ async def test_head_goes_through_aiohttp(ctx: ProbeContext) -> None:
     head_answer = b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n"
     async with scripted(sends(head_answer, then_close=False)) as server:
         check = http_check(f"http://127.0.0.1:{server.port}/", method="HEAD")
-        assert not http_plain.suits(check, check.nodes[0])
+        assert not suits(check, check.nodes[0])
         result = await run_check(check, ctx)
     assert result.status is Status.UP
 
@@ -320,7 +331,7 @@ async def test_head_goes_through_aiohttp(ctx: ProbeContext) -> None:
 def test_only_plain_direct_requests_take_the_plain_client() -> None:
     for url in ("http://app.hotline.invalid/", "HTTP://app.hotline.invalid/"):
         check = http_check(url)
-        assert http_plain.suits(check, check.nodes[0]), url
+        assert suits(check, check.nodes[0]), url
     others = [
         ("https://app.hotline.invalid/", {}),
         ("http://app.hotline.invalid/", {"follow_redirects": "true"}),
@@ -328,7 +339,7 @@ def test_only_plain_direct_requests_take_the_plain_client() -> None:
     ]
     for url, opts in others:
         check = http_check(url, **opts)
-        assert not http_plain.suits(check, check.nodes[0]), (url, opts)
+        assert not suits(check, check.nodes[0]), (url, opts)
 
 
 async def test_url_credentials_never_reach_a_message(ctx: ProbeContext) -> None:
@@ -351,11 +362,11 @@ async def test_a_prepared_request_is_reused_and_dropped_with_the_config(ctx: Pro
         first = http_check(url, headers="{X-Version: one}")
         await run_check(first, ctx)
         await run_check(first, ctx)
-        assert len(ctx.prepared) == 1
+        assert len(ctx.resource(PlainTransport).prepared) == 1
         reloaded = http_check(url, headers="{X-Version: two}")
         await run_check(reloaded, ctx)
         ctx.forget()
-        assert ctx.prepared == {}
+        assert ctx.resource(PlainTransport).prepared == {}
     assert [server.head(i)["x-version"] for i in range(3)] == ["one", "one", "two"]
 
 
@@ -376,8 +387,8 @@ async def test_sloppy_answers_read_as_aiohttp_reads_them(ctx: ProbeContext, answ
     accepts, the plain client accepts, with the same body."""
     async with scripted(sends(answer)) as server:
         check = http_check(f"http://127.0.0.1:{server.port}/")
-        plain = await http_plain.exchange(check, check.nodes[0], dict, ctx, {})
-        other = await http_client.exchange(check, check.nodes[0], {}, ctx, {})
+        plain = await plain_transport(ctx).exchange(check, check.nodes[0], dict, {})
+        other = await aiohttp_transport(ctx).exchange(check, check.nodes[0], dict, {})
     assert (plain.status, plain.body) == (other.status, other.body)
     assert plain.status == 200
 
@@ -422,8 +433,8 @@ async def test_url_credentials_are_sent_as_aiohttp_sends_them(
 ) -> None:
     async with scripted(sends(OK)) as server:
         check = http_check(f"http://{userinfo}@127.0.0.1:{server.port}/")
-        await http_plain.exchange(check, check.nodes[0], dict, ctx, {})
-        await http_client.exchange(check, check.nodes[0], {}, ctx, {})
+        await plain_transport(ctx).exchange(check, check.nodes[0], dict, {})
+        await aiohttp_transport(ctx).exchange(check, check.nodes[0], dict, {})
     assert server.head(0)["authorization"] == server.head(1)["authorization"] == header
 
 
@@ -432,5 +443,5 @@ async def test_a_304_with_a_large_length_is_not_too_large(ctx: ProbeContext) -> 
     answer = b"HTTP/1.1 304 Not Modified\r\nContent-Length: 99999999\r\n\r\n"
     async with scripted(sends(answer, then_close=False)) as server:
         check = http_check(f"http://127.0.0.1:{server.port}/")
-        got = await http_plain.exchange(check, check.nodes[0], dict, ctx, {})
+        got = await plain_transport(ctx).exchange(check, check.nodes[0], dict, {})
     assert (got.status, got.body) == (304, b"")

@@ -1,10 +1,11 @@
 """``kind: http``: one request to one node, judged against the check's ``expect:``.
 
-Two clients carry the request. Plain ``http://`` straight to the node, the bulk of the
-probes, goes through probes/http/plain.py: one HTTP/1.1 exchange parsed by httptools, at
-a quarter of aiohttp's CPU per request. TLS, a forward proxy, redirects and HEAD go
-through aiohttp (probes/http/aiohttp_client.py). Both send the same headers and hand back the
-same Answer, which is judged here, so a check reads the same whichever carried it.
+Two transports carry the request, behind one interface (transport.py). Plain
+``http://`` straight to the node, the bulk of the probes, goes through plain.py: one
+HTTP/1.1 exchange parsed by httptools, at a quarter of aiohttp's CPU per request. TLS, a
+forward proxy, redirects and HEAD go through aiohttp (aiohttp_client.py). Both send the
+same headers and hand back the same Answer, which is judged here, so a check reads the
+same whichever carried it.
 """
 
 from __future__ import annotations
@@ -15,14 +16,15 @@ from typing import Any
 from config.models import HttpCheckBase, HttpExpect, HttpNode
 from core.errors import ErrorType, ProbeFailure
 from probes.base import Observation, ProbeContext, attempt_marks
-from probes.http import plain as http_plain
 from probes.http.common import json_document, lookup, short, user_agent
+from probes.http.plain import PlainTransport, suits
+from probes.http.transport import Transport
 from probes.signing import signature_headers
 
 
 def prepare(checks: Iterable[HttpCheckBase]) -> None:
     """Import aiohttp's client now if any request will need it (probes.PROBES.prepare)."""
-    if any(not http_plain.suits(check, node) for check in checks for node in check.nodes):
+    if any(not suits(check, node) for check in checks for node in check.nodes):
         from probes.http import aiohttp_client  # noqa: F401
 
 
@@ -30,14 +32,9 @@ async def probe(check: HttpCheckBase, node: HttpNode, ctx: ProbeContext) -> Obse
     """One request; also kind proxy's, which is an http check whose proxy is the point."""
     marks = attempt_marks()
     marks["start"] = ctx.clock.monotonic()
-    if http_plain.suits(check, node):
-        answer = await http_plain.exchange(
-            check, node, lambda: _headers(check, node, ctx), ctx, marks
-        )
-    else:
-        from probes.http import aiohttp_client  # aiohttp: with the first check needing it
-
-        answer = await aiohttp_client.exchange(check, node, _headers(check, node, ctx), ctx, marks)
+    answer = await transport(check, node, ctx).exchange(
+        check, node, lambda: _headers(check, node, ctx), marks
+    )
 
     details = answer.details | {"status_code": answer.status, "body_bytes": len(answer.body)}
     if answer.version is not None:
@@ -54,6 +51,16 @@ async def probe(check: HttpCheckBase, node: HttpNode, ctx: ProbeContext) -> Obse
     elapsed = marks["end"] - marks["start"]
     _judge(check.expect, answer.status, answer.body, elapsed, details, answered)
     return Observation(details=details, warnings=answer.warnings)
+
+
+def transport(check: HttpCheckBase, node: HttpNode, ctx: ProbeContext) -> Transport:
+    """The plain transport where it carries the request exactly as aiohttp would."""
+    if suits(check, node):
+        return ctx.resource(PlainTransport)
+    # aiohttp: imported with the first check needing it (a fifth of a second)
+    from probes.http.aiohttp_client import AiohttpTransport
+
+    return ctx.resource(AiohttpTransport)
 
 
 def _headers(check: HttpCheckBase, node: HttpNode, ctx: ProbeContext) -> dict[str, str]:

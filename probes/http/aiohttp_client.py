@@ -1,15 +1,17 @@
 """The aiohttp path of ``kind: http``: TLS, a forward proxy, redirects, HEAD.
 
-Everything plain ``http://`` cannot do goes through one aiohttp session per process
-(fresh connection every time, phases marked through aiohttp's tracing hooks and a thin
-connector subclass, the peer's certificate read as the connection is made). Plain
-``http://`` to the node itself takes probes/http/plain.py instead.
+Everything plain ``http://`` cannot do goes through one aiohttp session per probe
+context, owned by AiohttpTransport (fresh connection every time, phases marked through
+aiohttp's tracing hooks and a thin connector subclass, the peer's certificate read as
+the connection is made). Plain ``http://`` to the node itself takes probes/http/plain.py
+instead.
 """
 
 from __future__ import annotations
 
 import socket
 import ssl
+from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
 from urllib.parse import urlsplit
@@ -29,11 +31,50 @@ from probes.tls_common import inspect_certificate, ssl_failure
 _CHUNK = 64 * 1024
 
 
-async def exchange(
+class AiohttpTransport:
+    """aiohttp as a transport of ``kind: http`` (probes/http/transport.py), one per probe
+    context, with the session it makes for its first request and closes with it."""
+
+    def __init__(self, ctx: ProbeContext) -> None:
+        self._ctx = ctx
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = new_session(self._ctx.resolver)
+        return self._session
+
+    def forget(self) -> None:
+        """Nothing from the config lives in the session: TLS contexts come per request."""
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def exchange(
+        self,
+        check: HttpCheckBase,
+        node: HttpNode,
+        headers: Callable[[], dict[str, str]],
+        marks: dict[str, float],
+    ) -> Answer:
+        return await _exchange(check, node, headers(), self._ctx, self.session, marks)
+
+
+def session(ctx: ProbeContext) -> aiohttp.ClientSession:
+    """The context's aiohttp session, for other requests than kind http's (freshness's
+    http source, the demo's callbacks): the same connector, resolver and tracing."""
+    return ctx.resource(AiohttpTransport).session
+
+
+async def _exchange(
     check: HttpCheckBase,
     node: HttpNode,
     headers: dict[str, str],
     ctx: ProbeContext,
+    client: aiohttp.ClientSession,
     marks: dict[str, float],
 ) -> Answer:
     """One request through the session; a failure without an answer is a ProbeFailure."""
@@ -44,7 +85,7 @@ async def exchange(
     seen: dict[str, Any] = {"clock": ctx.clock, "marks": marks}
     token = _connection_facts.set(seen)
     try:
-        async with ctx.session.request(
+        async with client.request(
             check.method,
             node.url,
             headers=headers,

@@ -121,59 +121,73 @@ def _request(check: HttpCheckBase, target: _Target, headers: dict[str, str]) -> 
     return head + body if body else head
 
 
-# Made once per node and kept in the context (which drops them on reload): a request
-# with no signature is the same bytes every time. An entry keeps its node and check, so
-# an id is never mistaken for another object's.
 _PREPARED_MAX = 65536
 
 
-def _request_for(
-    check: HttpCheckBase,
-    node: HttpNode,
-    target: _Target,
-    headers: Callable[[], dict[str, str]],
-    ctx: ProbeContext,
-) -> bytes:
-    if check.sign is not None:  # a fresh timestamp and nonce every time
-        return _request(check, target, headers())
-    prepared = ctx.prepared
-    entry = prepared.get(id(node))
-    if entry is not None and entry[0] is node and entry[1] is check:
-        return entry[2]
-    request = _request(check, target, headers())
-    if len(prepared) >= _PREPARED_MAX:  # more than any config: a caller never forgets
-        prepared.clear()
-    prepared[id(node)] = (node, check, request)
-    return request
+class PlainTransport:
+    """This client as a transport of ``kind: http`` (probes/http/transport.py), one per
+    probe context, with the requests it made once and sends again."""
 
+    def __init__(self, ctx: ProbeContext) -> None:
+        self._ctx = ctx
+        self.prepared: dict[int, tuple[HttpNode, HttpCheckBase, bytes]] = {}
+        """Requests by node: one with no signature is the same bytes every time. An
+        entry keeps its node and check, so an id is never mistaken for another
+        object's; a reload (``forget``) lets the old config's requests go."""
 
-async def exchange(
-    check: HttpCheckBase,
-    node: HttpNode,
-    headers: Callable[[], dict[str, str]],
-    ctx: ProbeContext,
-    marks: dict[str, float],
-) -> Answer:
-    """Resolve, connect, send, read the answer; the connection is dropped after it.
+    def forget(self) -> None:
+        self.prepared.clear()
 
-    ``headers`` makes the request's headers; it is not called when the same request
-    was made before."""
-    target = _target(node.url)
-    request = _request_for(check, node, target, headers, ctx)
-    addresses = target.literal or await resolve(target.host, target.port, ctx)
-    loop = asyncio.get_running_loop()
-    reader = _Reader(loop, ctx.clock, marks, check.max_body_bytes, target.where)
+    async def close(self) -> None:
+        self.prepared.clear()
 
-    def connect(family: int, address: str) -> Awaitable[tuple[asyncio.Transport, Any]]:
-        return loop.create_connection(lambda: reader, address, target.port, family=family)
+    def _request_for(
+        self,
+        check: HttpCheckBase,
+        node: HttpNode,
+        target: _Target,
+        headers: Callable[[], dict[str, str]],
+    ) -> bytes:
+        if check.sign is not None:  # a fresh timestamp and nonce every time
+            return _request(check, target, headers())
+        prepared = self.prepared
+        entry = prepared.get(id(node))
+        if entry is not None and entry[0] is node and entry[1] is check:
+            return entry[2]
+        request = _request(check, target, headers())
+        if len(prepared) >= _PREPARED_MAX:  # more than any config: a caller never forgets
+            prepared.clear()
+        prepared[id(node)] = (node, check, request)
+        return request
 
-    transport, _ = await connect_first(addresses, connect, target.where, ctx)
-    try:
-        transport.write(request)
-        marks["sent"] = ctx.clock.monotonic()
-        return await reader.answer
-    finally:
-        transport.abort()  # answered, failed or timed out: the attempt is over
+    async def exchange(
+        self,
+        check: HttpCheckBase,
+        node: HttpNode,
+        headers: Callable[[], dict[str, str]],
+        marks: dict[str, float],
+    ) -> Answer:
+        """Resolve, connect, send, read the answer; the connection is dropped after it.
+
+        ``headers`` makes the request's headers; it is not called when the same request
+        was made before."""
+        ctx = self._ctx
+        target = _target(node.url)
+        request = self._request_for(check, node, target, headers)
+        addresses = target.literal or await resolve(target.host, target.port, ctx)
+        loop = asyncio.get_running_loop()
+        reader = _Reader(loop, ctx.clock, marks, check.max_body_bytes, target.where)
+
+        def connect(family: int, address: str) -> Awaitable[tuple[asyncio.Transport, Any]]:
+            return loop.create_connection(lambda: reader, address, target.port, family=family)
+
+        transport, _ = await connect_first(addresses, connect, target.where, ctx)
+        try:
+            transport.write(request)
+            marks["sent"] = ctx.clock.monotonic()
+            return await reader.answer
+        finally:
+            transport.abort()  # answered, failed or timed out: the attempt is over
 
 
 class _Reader(asyncio.Protocol):
