@@ -26,6 +26,7 @@ from engine.runner import run_check
 from probes import http
 from probes.base import ProbeContext
 from probes.http.aiohttp_client import AiohttpTransport
+from probes.http.aiohttp_client import session as http_session
 from probes.http.common import user_agent
 from probes.http.plain import HEAD_LIMIT, PlainTransport, suits
 from probes.http.transport import Transport
@@ -368,6 +369,19 @@ async def test_a_prepared_request_is_reused_and_dropped_with_the_config(ctx: Pro
         ctx.forget()
         assert ctx.resource(PlainTransport).prepared == {}
     assert [server.head(i)["x-version"] for i in range(3)] == ["one", "one", "two"]
+
+
+async def test_each_transport_is_made_once_and_closed_with_the_context() -> None:
+    """The transports are resources of the context: one of each per context, the aiohttp
+    session made for its first use and closed with the context, none kept after."""
+    async with ProbeContext() as ctx:
+        assert ctx.resource(PlainTransport) is ctx.resource(PlainTransport)
+        session = http_session(ctx)
+        assert http_session(ctx) is session
+        assert not session.closed
+    assert session.closed
+    async with ctx:  # closed, the context makes them anew on next use
+        assert http_session(ctx) is not session
 
 
 @pytest.mark.parametrize(
