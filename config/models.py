@@ -59,10 +59,8 @@ from config.kinds.tcp import TcpCheck as TcpCheck
 from config.kinds.tcp import TcpExpect as TcpExpect
 from config.kinds.tcp import TcpProtocol as TcpProtocol
 from config.kinds.tls import TlsCheck as TlsCheck
-from config.probe_config import CHECK_MODELS as CHECK_MODELS
 from config.probe_config import Check as Check
 from config.probe_config import ProbeConfig as ProbeConfig
-from config.probe_config import kind_of as kind_of
 from config.signing import SIGN_FIELDS as SIGN_FIELDS
 from config.signing import TEMPLATE_FIELD as TEMPLATE_FIELD
 from config.signing import SignHeaders as SignHeaders

@@ -1,4 +1,8 @@
-"""The probe registry: ``kind`` in the config -> the function that runs one attempt."""
+"""The probe table: ``kind`` in the config -> the function that runs one attempt.
+
+Derived from the registry of kinds (config/registry.py), where each kind names its probe
+module; a probe module defines ``probe`` (and may define ``prepare(checks)``).
+"""
 
 from __future__ import annotations
 
@@ -6,42 +10,39 @@ import importlib
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
+from config.kinds import KINDS
+from config.registry import Kind
 from probes.base import Probe
 
 # Each kind's module is imported with the first check of that kind, so a run pays only
 # for the kinds its config uses: aiohttp (freshness, and http over TLS or a proxy),
 # dnspython and icmplib each cost tens of milliseconds that `probe --all` over plain
 # HTTP checks need not spend.
-_MODULES = {
-    "http": "probes.http",
-    "proxy": "probes.proxy",
-    "tcp": "probes.tcp",
-    "tls": "probes.tls",
-    "freshness": "probes.freshness",
-    "dns": "probes.dns",
-    "icmp": "probes.icmp",
-}
 
 
 class Registry(Mapping[str, Probe]):
-    def __init__(self, modules: Mapping[str, str]) -> None:
-        self._modules = dict(modules)
-        self._loaded: dict[str, Probe] = {}
+    """kind -> probe, read from the registry of kinds (config/registry.py) when asked,
+    so a kind registered there is found here without a list of its own."""
+
+    def __init__(self, kinds: Mapping[str, Kind]) -> None:
+        self._kinds = kinds
+        self._loaded: dict[str, Probe] = {}  # by module name
 
     def __getitem__(self, kind: str) -> Probe:
-        probe = self._loaded.get(kind)
+        name = self._kinds[kind].probe  # KeyError: no such kind
+        probe = self._loaded.get(name)
         if probe is None:
-            probe = self._loaded[kind] = self._module(kind).probe
+            probe = self._loaded[name] = importlib.import_module(name).probe
         return probe
 
     def _module(self, kind: str) -> Any:
-        return importlib.import_module(self._modules[kind])  # KeyError: no such kind
+        return importlib.import_module(self._kinds[kind].probe)  # KeyError: no such kind
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._modules)
+        return iter(self._kinds)
 
     def __len__(self) -> int:
-        return len(self._modules)
+        return len(self._kinds)
 
     def prepare(self, checks: Iterable[Any]) -> None:
         """Import what these checks will need before any of them runs.
@@ -54,9 +55,9 @@ class Registry(Mapping[str, Probe]):
             by_kind.setdefault(check.kind, []).append(check)
         for kind, of_kind in by_kind.items():
             module = self._module(kind)
-            self._loaded.setdefault(kind, module.probe)
+            self._loaded.setdefault(module.__name__, module.probe)
             if hasattr(module, "prepare"):
                 module.prepare(of_kind)
 
 
-PROBES = Registry(_MODULES)
+PROBES = Registry(KINDS)

@@ -14,9 +14,8 @@ from pydantic import SecretStr
 from config import secret_values
 from config.duration import format_duration, parse_duration
 from config.load import ConfigError, find_config, load_config, parse_config
-from config.models import CHECK_MODELS, FreshnessCheck, HttpCheck, TcpCheck, kind_of
+from config.models import FreshnessCheck, HttpCheck, TcpCheck
 from config.tls import build_ssl_context
-from probes import PROBES
 from tests.cli_run import CWD, command
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -211,11 +210,6 @@ def test_unreadable_and_missing_files(tmp_path: Path) -> None:
     binary.write_bytes(b"checks: \xff\xfe")
     with pytest.raises(ConfigError, match="not UTF-8"):
         load_config(binary)
-
-
-def test_every_kind_in_the_schema_has_a_probe() -> None:
-    """The discriminated union and the probe registry name the same kinds."""
-    assert {kind_of(model) for model in CHECK_MODELS} == set(PROBES)
 
 
 def test_config_models_are_frozen() -> None:

@@ -11,6 +11,7 @@ from config.checks import CheckBase, Node
 from config.common import ADDRESS, Model, split_address
 from config.dns_records import RecordType
 from config.fields import PositiveDuration, upper
+from config.registry import KINDS
 
 DNS_PORT = 53
 
@@ -93,6 +94,7 @@ class DnsExpect(Model):
     max_latency: PositiveDuration | None = None
 
 
+@KINDS.register(probe="probes.dns")
 class DnsCheck(CheckBase):
     kind: Literal["dns"]
     query: DnsQuery

@@ -28,6 +28,7 @@ from config.fields import (
     TextPattern,
     shown_url,
 )
+from config.registry import KINDS
 from config.secrets import Secret
 
 
@@ -186,6 +187,7 @@ class SourceNode(Node):
     """Where the sign of life is read from, safe to print."""
 
 
+@KINDS.register(probe="probes.freshness")
 class FreshnessCheck(CheckBase):
     """Healthy while the newest sign of life is younger than ``max_age``."""
 

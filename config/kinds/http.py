@@ -28,6 +28,7 @@ from config.fields import (
     shown_url,
     upper,
 )
+from config.registry import KINDS
 from config.secrets import Secret, resolve_in_url
 from config.signing import SignOptions
 
@@ -159,5 +160,6 @@ class HttpCheckBase(CheckBase):
         return self
 
 
+@KINDS.register(probe="probes.http")
 class HttpCheck(HttpCheckBase):
     kind: Literal["http"]

@@ -11,6 +11,7 @@ from config.checks import CheckBase, Node
 from config.common import Model
 from config.duration import Duration, format_duration
 from config.fields import PositiveDuration
+from config.registry import KINDS
 
 
 def parse_loss(value: object) -> float:
@@ -66,6 +67,7 @@ class IcmpExpect(Model):
     max_avg_rtt: PositiveDuration | None = None
 
 
+@KINDS.register(probe="probes.icmp")
 class IcmpCheck(CheckBase):
     kind: Literal["icmp"]
     nodes: list[IcmpNode] = Field(min_length=1)

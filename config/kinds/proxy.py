@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Literal
 
 from config.kinds.http import HttpCheckBase, ProxyOptions
+from config.registry import KINDS
 
 
+@KINDS.register(probe="probes.proxy")
 class ProxyCheck(HttpCheckBase):
     """Watches a forward proxy by reaching a target through it."""
 

@@ -10,6 +10,7 @@ from pydantic import AfterValidator, Field, PlainSerializer, field_validator, mo
 from config.checks import AddressNode, CheckBase
 from config.common import Model
 from config.fields import BytesPattern, MiB
+from config.registry import KINDS
 from config.secrets import as_written, resolve_in_escaped
 
 Payload = Annotated[
@@ -27,6 +28,7 @@ TcpProtocol = Literal["mysql", "postgres", "redis", "amqp", "ssh", "smtp"]
 """The ``protocol:`` presets of ``kind: tcp`` (the package probes/tcp_protocols/ speaks them)."""
 
 
+@KINDS.register(probe="probes.tcp")
 class TcpCheck(CheckBase):
     kind: Literal["tcp"]
     nodes: list[AddressNode] = Field(min_length=1)

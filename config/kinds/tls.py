@@ -7,8 +7,10 @@ from typing import Literal
 from pydantic import Field
 
 from config.checks import AddressNode, CheckBase
+from config.registry import KINDS
 
 
+@KINDS.register(probe="probes.tls")
 class TlsCheck(CheckBase):
     kind: Literal["tls"]
     nodes: list[AddressNode] = Field(min_length=1)
