@@ -194,21 +194,14 @@ def run(
     scrub: Callable[[str], str],
 ) -> list[CheckResult]:
     """Run checks once on a fresh event loop (uvloop where installed) and return results."""
-    from core.heartbeats import HeartbeatStore
-    from engine.runner import OnResult, run_all
-    from probes.base import ProbeContext
+    from engine.runner import run_all
+    from wiring.probe import build_probe
 
-    on_result: OnResult | None = None
-    if events:
-        from events import log
-
-        log.configure(scrubber=scrub)
-        on_result = log.emit_result
+    graph = build_probe(config, events=events, scrub=scrub)
+    on_result = graph.events.emit_result if graph.events is not None else None
 
     async def go() -> list[CheckResult]:
-        # Push heartbeats are read from the daemon's state directory on this host.
-        heartbeats = HeartbeatStore(config.state_dir)
-        async with ProbeContext(heartbeats=heartbeats) as ctx:
+        async with graph.context() as ctx:
             return await run_all(
                 config, ctx, names=names, concurrency=concurrency, on_result=on_result
             )

@@ -27,8 +27,8 @@ from engine.failover import jobs_for
 from engine.loop import run as run_loop
 from engine.notify import Notifier, watchdog_interval
 from engine.status import status_stream
-from events import log
 from events.ecs import daemon_event
+from events.log import Pipeline
 from events.outputs import Output
 from events.outputs.reconcile import close_all
 from probes import PROBES
@@ -87,17 +87,22 @@ class Daemon:
         notifier: Notifier | None = None,
         environ: Mapping[str, str] = os.environ,
         stream: TextIO | None = None,
+        events: Pipeline | None = None,
         freeze_heap: bool = False,
     ) -> None:
         """``stream`` receives the JSON events (stderr by default; journald reads it);
+        ``events`` is the pipeline they take (the process's own unless given);
         ``freeze_heap`` is for the daemon process alone (see _settle_heap)."""
 
         self.path = path
         self.environ = environ
-        graph = build_daemon(config, clock=clock, notifier=notifier, environ=environ, stream=stream)
+        graph = build_daemon(
+            config, clock=clock, notifier=notifier, environ=environ, stream=stream, events=events
+        )
         self.clock = graph.clock
         self.notifier = graph.notifier
-        self.emit = graph.emit
+        self.events = graph.events
+        self.emit = graph.events.emit
         self.ctx = graph.ctx
         self.state = graph.state
         self.metrics = graph.metrics
@@ -295,6 +300,7 @@ class Daemon:
                 status=self.status_stream,
                 healthy=self.health,
                 scrub=self._scrub,
+                emit=self.emit,
                 push_token=self.push.token,
                 record_heartbeat=self.push.record,
             )
@@ -311,7 +317,7 @@ class Daemon:
         kept, opened and closed)."""
         self._scrub = Scrubber(secret_values(config))
         stale = await self._outputs.reconcile(config.outputs)
-        log.configure(outputs=self.outputs, scrubber=self._scrub)
+        self.events.route(self.outputs, self._scrub)
         await close_all(stale)
 
     def _spawn(self, coro: Any, name: str | None = None) -> None:

@@ -4,7 +4,7 @@ Target (issue): formatting and shipping add at most 20 us of CPU per event on th
 machines; 50,000 events through the TCP output into rsyslog with none lost.
 
 Part 1, CPU: prepared check, attempt and failover documents (built before the clock
-starts) go through ``log.emit`` into one output at a time: a null output (structlog,
+starts) go through ``Pipeline.emit`` into one output at a time: a null output (the
 stamping, JSON rendering and scrubbing only: the baseline), the JSON-lines file, syslog
 over TCP (JSON and CEF) and RELP into a real rsyslogd. CPU is ``time.process_time``
 (user + system, every thread of this process) around the whole round, up to the moment
@@ -64,8 +64,8 @@ from core.redact import Scrubber
 from core.result import Attempt, CheckResult, NodeResult, NodeStatus, Status
 from engine.loop import run
 from engine.state import CheckStateView, CheckStatus
-from events import log
 from events.ecs import attempt_events, check_event, daemon_event, failover_event
+from events.log import Pipeline
 from events.outputs import Output, build_one
 from tests.rsyslog import RSYSLOGD, Rsyslog
 
@@ -267,10 +267,10 @@ async def one_round(
     With ``throttle`` the producer idles while more than BACKLOG_MAX events wait in the
     output's queue (looked at about every 50 events, so that looking costs nothing): the
     steady state of a collector that keeps up, not a flood into the spool."""
+    emit: Callable[[dict[str, Any]], None] = _nothing
     if subject.output is not None:
-        log.configure(outputs=[subject.output], scrubber=scrub)
+        emit = Pipeline([subject.output], scrub=scrub).emit
     before = subject.done()
-    emit = log.emit if subject.output is not None else _nothing
     look_every = max(1, 50 // burst)
     cpu0, sys0, wall0 = time.process_time(), _system(), time.perf_counter()
     for pass_, start in enumerate(range(0, events, burst)):
@@ -302,9 +302,9 @@ async def connected(subject: Subject, scrub: Callable[[str], str]) -> None:
     """One throwaway event through the output, and wait until it has left: the sink parks
     events until its task has connected, so this returns once it is sending."""
     assert subject.output is not None
-    log.configure(outputs=[subject.output], scrubber=scrub)
+    pipeline = Pipeline([subject.output], scrub=scrub)
     before = subject.done()
-    log.emit(daemon_event("daemon-start", "bench: output connected", checks=0))
+    pipeline.emit(daemon_event("daemon-start", "bench: output connected", checks=0))
     await drained(subject, before + 1)
 
 
@@ -416,7 +416,7 @@ def report_cpu(subjects: list[Subject], patterns: list[Pattern], rounds: int, ev
         "\n  gross: process CPU (user+system, time.process_time) per event over a round,"
         " harness loop included;\n  sys: the kernel's part of gross, from getrusage (split"
         " by the kernel's tick sampling: rough).\n"
-        "  net: gross minus the harness loop alone = emit() (structlog, stamping, JSON,"
+        "  net: gross minus the harness loop alone = emit() (stamping, JSON,"
         " scrubbing)\n  plus the output's formatting and shipping, its asyncio sender task"
         " included. The verdict is on net.\n"
         "  x null, over null: the output's net against the null output's net, median of"

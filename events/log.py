@@ -1,11 +1,21 @@
 """The event pipeline: every event numbered, rendered once as ECS JSON (secrets
 scrubbed) and handed to each configured output.
 
-structlog is configured with two processors, _prepare and Pipeline.render, and the
-pipeline as its logger, so anything logged through structlog takes the same path.
-structlog's own key ``event`` is the ECS object ``event``: the message goes under
-``message`` and a caller passes the ECS object as ``_event``. Documents from
-events.ecs skip the bound logger (emit), not the processors.
+A Pipeline is an object, made by the composition root (wiring/) and handed to whoever
+emits: the daemon, the runner's on_result callback, the endpoint's heartbeat
+rejections, ``probe``'s run. Tests make their own (tests/conftest.py).
+
+structlog is the front door for the program's own diagnostic logs: Pipeline.install()
+configures it with two processors, _prepare and Pipeline.render, and the pipeline as its
+logger, so anything logged through structlog.get_logger() takes the same path to the
+same outputs. structlog's own key ``event`` is the ECS object ``event``: the message goes
+under ``message`` and a caller passes the ECS object as ``_event``.
+
+The fast path: the documents events.ecs prepares (a check run, an attempt, a
+transition) go through Pipeline.emit, which takes the chain's own two steps (_compose,
+render) without structlog's bound logger. Its context copies were a third of the CPU
+per event (bench/bench_events.py; README "Benchmarks", CHANGELOG), paid on every check
+run; the steps, the JSON and the outputs are the same either way.
 """
 
 from __future__ import annotations
@@ -51,8 +61,7 @@ MAX_EVENT_BYTES = 60_000
 and a collector's message size, and 100 KB of peer output helps nobody."""
 _CUT_TO = 1024
 
-TAPS: list[Callable[[dict[str, Any]], None]] = []
-"""Called with every event as rendered (tests validate each one against docs/events.md)."""
+Tap = Callable[[dict[str, Any]], None]
 
 
 def _prepare(_: Any, method: str, event_dict: EventDict) -> EventDict:
@@ -107,20 +116,71 @@ class Pipeline:
     journald keeps them even when the only output is the one that broke.
     """
 
-    def __init__(self, outputs: Sequence[Output], scrub: Callable[[str], str]) -> None:
-        self.outputs = list(outputs)
-        self.scrub = scrub
+    def __init__(
+        self,
+        outputs: Sequence[Output] | None = None,
+        *,
+        stream: TextIO | None = None,
+        level: str = "info",
+        scrub: Callable[[str], str] | None = None,
+    ) -> None:
+        """Events go to ``outputs`` (by default JSON lines on ``stream`` or stderr);
+        those below ``level`` are not written."""
+        self.level = _LEVELS[level]
+        self.taps: list[Tap] = []
+        """Called with every event as rendered (tests validate each one against
+        docs/events.md)."""
         self._pending: list[Problem] = []
         self._emitting = False
+        if outputs is None:
+            outputs = [StreamSink("stderr", stream or sys.stderr)]
+        self.route(outputs, scrub or Scrubber())
+
+    def route(self, outputs: Sequence[Output], scrub: Callable[[str], str]) -> None:
+        """Send events to ``outputs`` from now on, scrubbed by ``scrub`` (a reload)."""
+        self.outputs = list(outputs)
+        self.scrub = scrub
         self._stderr_is_output = any(isinstance(o, StreamSink) for o in self.outputs)
         self._json = any(o.needs_json for o in self.outputs)
-        self.level = logging.INFO  # events below it are not written; configure() sets it
         for output in self.outputs:
             output.problems = self._problem
             output.scrub = scrub
 
+    def install(self) -> None:
+        """Make structlog's loggers write through this pipeline: the program's own
+        diagnostics take the same steps to the same outputs as its events."""
+        structlog.configure(
+            processors=[_prepare, self.render],
+            wrapper_class=structlog.make_filtering_bound_logger(self.level),
+            logger_factory=lambda *_: self,
+            cache_logger_on_first_use=False,
+        )
+
+    def emit(self, document: dict[str, Any]) -> None:
+        """Log a prepared ECS document (from events.ecs) at the level it names.
+
+        The fast path (see the module's docstring): what structlog's chain would do,
+        without the bound logger's context copies, a third of an event's CPU."""
+        level = document.get("log", {}).get("level", "info")
+        if _LEVELS[level] < self.level:
+            return
+        fields = dict(document)
+        message = fields.pop("message")
+        ecs_event = fields.pop("event", None)
+        args, kwargs = self.render(None, level, _compose(message, ecs_event, fields, level))
+        self.write(*args, **kwargs)
+
+    def emit_result(self, result: CheckResult) -> None:
+        """The events of one run of ``probe``: the result, and the failover if there was
+        one (the runner's on_result)."""
+        for document in attempt_events(result):
+            self.emit(document)
+        self.emit(check_event(result))
+        if result.failed_over:
+            self.emit(failover_event(result))
+
     def render(self, _: Any, __: str, event_dict: EventDict) -> Any:
-        if not self._json and not TAPS:  # only CEF outputs: nobody reads the JSON line
+        if not self._json and not self.taps:  # only CEF outputs: nobody reads the JSON line
             return ("",), {"doc": event_dict}
         line = self.scrub(_dumps(event_dict))
         # Characters are at most 4 bytes: only a long line needs its bytes counted.
@@ -132,7 +192,7 @@ class Pipeline:
         return (line,), {"doc": event_dict}
 
     def write(self, line: str, doc: EventDict) -> None:
-        for tap in TAPS:
+        for tap in self.taps:
             tap(json.loads(line))
         self._emitting = True
         try:
@@ -171,7 +231,7 @@ class Pipeline:
             with contextlib.suppress(Exception):
                 brief = {k: document[k] for k in ("message", "log", "event")}
                 sys.stderr.write(self.scrub(_dumps(brief)) + "\n")
-        emit(document)
+        self.emit(document)
 
 
 def _dumps(obj: Any) -> str:
@@ -186,59 +246,3 @@ def _dumps(obj: Any) -> str:
     except (orjson.JSONEncodeError, TypeError):
         text = json.dumps(obj, ensure_ascii=False, default=str, separators=(",", ":"))
         return without_surrogates(text)
-
-
-_pipeline: Pipeline | None = None
-
-
-def configure(
-    *,
-    outputs: Sequence[Output] | None = None,
-    stream: TextIO | None = None,
-    level: str = "info",
-    scrubber: Callable[[str], str] | None = None,
-) -> Pipeline:
-    """Route every event to ``outputs`` (by default JSON lines on ``stream`` or stderr)."""
-    global _pipeline
-    if outputs is None:
-        outputs = [StreamSink("stderr", stream or sys.stderr)]
-    pipeline = _pipeline = Pipeline(outputs, scrubber or Scrubber())
-    structlog.configure(
-        processors=[_prepare, pipeline.render],
-        wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
-        logger_factory=lambda *_: pipeline,
-        cache_logger_on_first_use=False,
-    )
-    pipeline.level = _LEVELS[level]
-    return pipeline
-
-
-def emit_result(result: CheckResult) -> None:
-    """The events of one run of ``probe``: the result, and the failover if there was one."""
-    for document in attempt_events(result):
-        emit(document)
-    emit(check_event(result))
-    if result.failed_over:
-        emit(failover_event(result))
-
-
-def emit(document: dict[str, Any]) -> None:
-    """Log a prepared ECS document (from events.ecs) at the level it names.
-
-    A document from events.ecs is already what structlog's chain would build: it takes
-    the chain's own two steps (_compose, render) directly, without the bound logger's
-    context copies, which cost a third of an event's CPU. Anything logged through
-    structlog.get_logger() goes through the same steps and the same outputs."""
-    level = document.get("log", {}).get("level", "info")
-    pipeline = _pipeline
-    if pipeline is not None and _LEVELS[level] < pipeline.level:
-        return
-    fields = dict(document)
-    message = fields.pop("message")
-    ecs_event = fields.pop("event", None)
-    if pipeline is None:
-        fields["_event"] = ecs_event  # structlog's own key is "event"
-        structlog.get_logger().log(_LEVELS[level], message, **fields)
-        return
-    args, kwargs = pipeline.render(None, level, _compose(message, ecs_event, fields, level))
-    pipeline.write(*args, **kwargs)

@@ -278,10 +278,11 @@ async def _demo(args: argparse.Namespace, example: str) -> None:
     from core.heartbeats import HeartbeatStore
     from engine import report
     from engine.runner import run_all
-    from events import log
+    from events.log import Pipeline
     from probes.base import ProbeContext
 
-    log.configure(level="info" if args.events else "critical")
+    events = Pipeline(level="info" if args.events else "critical")
+    events.install()
     color = sys.stdout.isatty() and "NO_COLOR" not in os.environ
     with tempfile.TemporaryDirectory(prefix="hotline-demo-") as workdir:
         async with Simulator(directory=Path(workdir)) as sim, ProbeContext() as ctx:
@@ -300,7 +301,7 @@ async def _demo(args: argparse.Namespace, example: str) -> None:
                     f'(PUT /nodes/police-110/node-a with {{"mode": "refusing"}})'
                 )
 
-            on_result = log.emit_result if args.events else None
+            on_result = events.emit_result if args.events else None
 
             round_no = 0
             while round_no < args.rounds or args.keep_running:

@@ -11,6 +11,7 @@ import pytest
 import structlog
 
 from core.clock import FakeClock
+from events.log import Pipeline
 from probes.base import ProbeContext
 
 _real_getaddrinfo = socket.getaddrinfo
@@ -127,17 +128,22 @@ async def fake_ctx(fake_clock: FakeClock) -> AsyncIterator[ProbeContext]:
 
 
 @pytest.fixture(autouse=True)
-def _events_match_the_schema() -> Iterator[None]:
+def _events_match_the_schema() -> Iterator[list[dict[str, Any]]]:
     """Every event any test writes must match docs/events.md (and ECS): code and
-    document cannot drift apart without a test failing."""
-    from events import log
+    document cannot drift apart without a test failing. Each test's pipeline (the
+    ``pipeline`` fixture) hands its events here."""
     from tests.event_schema import validate
 
     seen: list[dict[str, Any]] = []
-    log.TAPS.append(seen.append)
-    try:
-        yield
-    finally:
-        log.TAPS.remove(seen.append)
+    yield seen
     wrong = [(event.get("event", {}).get("action"), p) for event in seen for p in validate(event)]
     assert not wrong, f"events departing from docs/events.md: {wrong[:10]}"
+
+
+@pytest.fixture
+def pipeline(_events_match_the_schema: list[dict[str, Any]]) -> Pipeline:
+    """This test's own event pipeline (JSON lines on stderr until routed elsewhere);
+    every event it writes is checked against docs/events.md."""
+    events = Pipeline()
+    events.taps.append(_events_match_the_schema.append)
+    return events

@@ -22,6 +22,7 @@ from config.load import load_config
 from core.clock import ManualClock, settle
 from daemon import Daemon
 from engine.notify import Notifier
+from events.log import Pipeline
 from simulator import Mode, Simulator
 from simulator.http_node import SimHttpNode
 from simulator.tcp_node import SimTcpNode
@@ -105,7 +106,7 @@ class Env:
 
 
 @pytest.fixture
-async def env(tmp_path: Path) -> AsyncIterator[Env]:
+async def env(tmp_path: Path, pipeline: Pipeline) -> AsyncIterator[Env]:
     async with Simulator() as sim:
         a = await sim.add_http("police-110", "node-a")
         b = await sim.add_http("police-110", "node-b")
@@ -124,6 +125,7 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
             notifier=Notifier(notify_path),
             environ={"WATCHDOG_USEC": "4000000"},
             stream=events,
+            events=pipeline,
         )
         await daemon.start()
         yield Env(sim, a, b, proxy, path, clock, notify, notify_path, events, daemon)

@@ -16,6 +16,7 @@ from config.load import load_config
 from core.clock import ManualClock
 from daemon import Daemon
 from engine.notify import Notifier
+from events.log import Pipeline
 from simulator import Simulator
 from tests.daemon_time import advance_and_finish
 from tests.event_schema import validate
@@ -43,7 +44,9 @@ outputs:
 
 
 @pytest.fixture
-async def running(tmp_path: Path) -> AsyncIterator[tuple[Daemon, Rsyslog, Path, ManualClock]]:
+async def running(
+    tmp_path: Path, pipeline: Pipeline
+) -> AsyncIterator[tuple[Daemon, Rsyslog, Path, ManualClock]]:
     collector = Rsyslog(tmp_path / "rsyslog")
     await asyncio.to_thread(collector.start)
     async with Simulator() as sim:
@@ -59,6 +62,7 @@ async def running(tmp_path: Path) -> AsyncIterator[tuple[Daemon, Rsyslog, Path, 
             notifier=Notifier(None),
             environ={},
             stream=io.StringIO(),
+            events=pipeline,
         )
         await daemon.start()
         try:
@@ -127,9 +131,7 @@ async def test_reload_hands_a_changed_outputs_spool_over(
     daemon, collector, _, clock = running
     old = daemon.outputs[1]
     seen: list[dict[str, object]] = []
-    from events import log
-
-    log.TAPS.append(seen.append)
+    daemon.events.taps.append(seen.append)
     try:
         daemon.path.write_text(
             daemon.path.read_text().replace("reconnect_max: 200ms", "reconnect_max: 300ms")
@@ -137,7 +139,7 @@ async def test_reload_hands_a_changed_outputs_spool_over(
         assert await daemon.reload()
         await run_once(daemon, clock)
     finally:
-        log.TAPS.remove(seen.append)
+        daemon.events.taps.remove(seen.append)
     assert daemon.outputs[1] is not old
     assert not [e for e in seen if str(e.get("message", "")).find("in use") >= 0]
     lines = await asyncio.to_thread(collector.wait_for, "relp", 3)

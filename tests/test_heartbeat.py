@@ -20,6 +20,7 @@ from core.clock import ManualClock
 from core.heartbeats import FILE_NAME, HeartbeatStore
 from daemon import Daemon
 from engine.notify import Notifier
+from events.log import Pipeline
 from tests.daemon_time import advance_and_finish
 from tests.event_schema import validate
 from web.app import HEARTBEAT_MAX_BODY, bound_port
@@ -81,12 +82,20 @@ class Env:
         return [json.loads(line) for line in self.events.getvalue().splitlines()]
 
 
-async def start_daemon(state_dir: Path, tmp_path: Path, clock: ManualClock) -> Env:
+async def start_daemon(
+    state_dir: Path, tmp_path: Path, clock: ManualClock, pipeline: Pipeline
+) -> Env:
     path = tmp_path / "config.yaml"
     path.write_text(config_text(state_dir))
     events = io.StringIO()
     daemon = Daemon(
-        path, load_config(path), clock=clock, notifier=Notifier(None), environ={}, stream=events
+        path,
+        load_config(path),
+        clock=clock,
+        notifier=Notifier(None),
+        environ={},
+        stream=events,
+        events=pipeline,
     )
     await daemon.start()
     assert daemon.web is not None
@@ -94,8 +103,8 @@ async def start_daemon(state_dir: Path, tmp_path: Path, clock: ManualClock) -> E
 
 
 @pytest.fixture
-async def env(tmp_path: Path) -> AsyncIterator[Env]:
-    environment = await start_daemon(tmp_path / "state", tmp_path, ManualClock())
+async def env(tmp_path: Path, pipeline: Pipeline) -> AsyncIterator[Env]:
+    environment = await start_daemon(tmp_path / "state", tmp_path, ManualClock(), pipeline)
     yield environment
     await environment.daemon.shutdown()
 
@@ -200,7 +209,7 @@ async def test_push_check_under_the_daemon(env: Env, tmp_path: Path) -> None:
     assert change["event"]["reason"].startswith("stale: newest sign of life")
 
     await env.daemon.shutdown()
-    restarted = await start_daemon(tmp_path / "state", tmp_path, env.clock)
+    restarted = await start_daemon(tmp_path / "state", tmp_path, env.clock, env.daemon.events)
     env.daemon = restarted.daemon  # the fixture shuts this one down
     assert (await restarted.daemon.heartbeats.get(CHECK)).last is not None
     await restarted.tick(60)

@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from events.log import Pipeline
 from web.metrics import (
     _ATTEMPTS,
     _RUNS,
@@ -151,7 +152,7 @@ async def test_the_page_streams_in_pieces_that_add_up_to_the_whole() -> None:
 
 
 async def test_a_scraper_that_hangs_up_mid_page_leaves_no_traceback(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, pipeline: Pipeline
 ) -> None:
     """Prometheus gives up on a slow scrape (its scrape_timeout): the endpoint stops
     writing, logs nothing (stderr carries the events), and serves the next scrape."""
@@ -162,7 +163,11 @@ async def test_a_scraper_that_hangs_up_mid_page_leaves_no_traceback(
 
     metrics = tables_with(20_000)  # a page of several MB, many pieces
     app = build_app(
-        metrics=metrics, status=dict, healthy=lambda: (True, "ok"), scrub=lambda text: text
+        metrics=metrics,
+        status=dict,
+        healthy=lambda: (True, "ok"),
+        scrub=lambda text: text,
+        emit=pipeline.emit,
     )
     async with serving(app) as port:
         for _ in range(3):

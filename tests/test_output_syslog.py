@@ -14,8 +14,8 @@ import pytest
 
 from config.outputs import SyslogOutput
 from core.redact import Scrubber
-from events import log
 from events.ecs import daemon_event
+from events.log import Pipeline
 from events.outputs import build_one
 from events.outputs.base import Output
 from tests.event_schema import validate
@@ -42,9 +42,9 @@ def syslog_config(address: str, **extra: Any) -> SyslogOutput:
     return SyslogOutput.model_validate({"type": "syslog", "address": address, **extra})
 
 
-async def started(output: Output) -> Output:
+async def started(pipeline: Pipeline, output: Output) -> Output:
     await output.start()
-    log.configure(outputs=[output], scrubber=Scrubber([CANARY]))
+    pipeline.route([output], Scrubber([CANARY]))
     return output
 
 
@@ -70,15 +70,15 @@ async def closing() -> AsyncIterator[list[Output]]:
 
 @pytest.mark.parametrize("transport", ["tcp", "udp"])
 async def test_frames_reach_rsyslog_valid_and_scrubbed(
-    rsyslog: Rsyslog, transport: str, closing: list[Output]
+    pipeline: Pipeline, rsyslog: Rsyslog, transport: str, closing: list[Output]
 ) -> None:
     port = rsyslog.tcp_port if transport == "tcp" else rsyslog.udp_port
     config = syslog_config(f"127.0.0.1:{port}", transport=transport)
-    output = await started(build_one("siem", config))
+    output = await started(pipeline, build_one("siem", config))
     closing.append(output)
     hostile = f' line\nbreak "quoted" ]bracket\\ {CANARY} \udcff'
     for n in range(20):
-        log.emit(event(n, hostile if n % 2 else ""))
+        pipeline.emit(event(n, hostile if n % 2 else ""))
         await asyncio.sleep(0)  # UDP: let the loop send; TCP: let the writer drain
     lines = await asyncio.to_thread(rsyslog.wait_for, transport, 20)
     assert len(lines) == 20
@@ -104,7 +104,8 @@ class Producer:
     """Emits numbered events every few milliseconds until stopped; ``pause`` holds it
     for a moment (the instant a collector is stopped, see below)."""
 
-    def __init__(self, every: float = 0.005) -> None:
+    def __init__(self, pipeline: Pipeline, every: float = 0.005) -> None:
+        self.pipeline = pipeline
         self.every = every
         self.emitted: list[int] = []
         self.running = asyncio.Event()
@@ -118,7 +119,7 @@ class Producer:
     async def _run(self) -> None:
         while not self._stop.is_set():
             await self.running.wait()
-            log.emit(event(len(self.emitted)))
+            self.pipeline.emit(event(len(self.emitted)))
             self.emitted.append(len(self.emitted))
             await asyncio.sleep(self.every)
 
@@ -164,7 +165,7 @@ def numbers(lines: list[bytes]) -> list[int]:
 
 @pytest.mark.parametrize("transport", ["relp", "tcp"])
 async def test_no_event_lost_or_repeated_across_a_collector_restart(
-    rsyslog: Rsyslog, tmp_path: Path, closing: list[Output], transport: str
+    pipeline: Pipeline, rsyslog: Rsyslog, tmp_path: Path, closing: list[Output], transport: str
 ) -> None:
     """Events keep flowing while rsyslog is stopped and started again: every one
     arrives, in order, once; those made during the outage come from the spool."""
@@ -175,9 +176,9 @@ async def test_no_event_lost_or_repeated_across_a_collector_restart(
         spool_dir=str(tmp_path / "spool"),
         reconnect_max=0.2,
     )
-    output = await started(build_one("siem", config))
+    output = await started(pipeline, build_one("siem", config))
     closing.append(output)
-    producer = Producer()
+    producer = Producer(pipeline)
     producer.start()
     await asyncio.sleep(0.3)
     await stop_collector_between_events(rsyslog, output, producer, transport)
@@ -196,25 +197,25 @@ async def test_no_event_lost_or_repeated_across_a_collector_restart(
 
 
 async def test_the_spool_survives_a_daemon_restart(
-    rsyslog: Rsyslog, tmp_path: Path, closing: list[Output]
+    pipeline: Pipeline, rsyslog: Rsyslog, tmp_path: Path, closing: list[Output]
 ) -> None:
     """Collector down, daemon stops: the events wait on disk; the next daemon sends them."""
     spool = tmp_path / "spool"
     address = f"127.0.0.1:{rsyslog.relp_port}"
     await asyncio.to_thread(rsyslog.stop)
     first = await started(
-        build_one("siem", syslog_config(address, transport="relp", spool_dir=str(spool)))
+        pipeline, build_one("siem", syslog_config(address, transport="relp", spool_dir=str(spool)))
     )
     for n in range(30):
-        log.emit(event(n))
+        pipeline.emit(event(n))
     await first.close(grace=0.2)  # the daemon stops while the collector is away
     assert any(spool.glob("*.seg"))
     await asyncio.to_thread(rsyslog.start)
     second = await started(
-        build_one("siem", syslog_config(address, transport="relp", spool_dir=str(spool)))
+        pipeline, build_one("siem", syslog_config(address, transport="relp", spool_dir=str(spool)))
     )
     closing.append(second)
-    log.emit(event(30))
+    pipeline.emit(event(30))
     lines = await asyncio.to_thread(rsyslog.wait_for, "relp", 31)
     assert numbers(lines)[:31] == list(range(31))
 
@@ -257,17 +258,17 @@ def tls_rsyslog(tmp_path: Path, pki: dict[str, Path]) -> Iterator[Rsyslog]:
 
 
 async def test_tls_with_our_ca_and_a_client_certificate(
-    tls_rsyslog: Rsyslog, pki: dict[str, Path], closing: list[Output]
+    pipeline: Pipeline, tls_rsyslog: Rsyslog, pki: dict[str, Path], closing: list[Output]
 ) -> None:
     config = syslog_config(
         f"127.0.0.1:{tls_rsyslog.tls_port}",
         transport="tls",
         tls={"ca_file": str(pki["ca"]), "cert_file": str(pki["client"])},
     )
-    output = await started(build_one("siem", config))
+    output = await started(pipeline, build_one("siem", config))
     closing.append(output)
     for n in range(5):
-        log.emit(event(n, f" {CANARY}"))
+        pipeline.emit(event(n, f" {CANARY}"))
     lines = await asyncio.to_thread(tls_rsyslog.wait_for, "tls", 5)
     assert numbers(lines) == list(range(5))
     assert all(CANARY.encode() not in line for line in lines)
@@ -275,10 +276,14 @@ async def test_tls_with_our_ca_and_a_client_certificate(
 
 
 async def test_a_collector_with_an_untrusted_certificate_is_refused_and_reported(
-    tls_rsyslog: Rsyslog, pki: dict[str, Path], tmp_path: Path, closing: list[Output]
+    pipeline: Pipeline,
+    tls_rsyslog: Rsyslog,
+    pki: dict[str, Path],
+    tmp_path: Path,
+    closing: list[Output],
 ) -> None:
     seen: list[dict[str, Any]] = []
-    log.TAPS.append(seen.append)
+    pipeline.taps.append(seen.append)
     try:
         config = syslog_config(
             f"127.0.0.1:{tls_rsyslog.tls_port}",
@@ -287,26 +292,28 @@ async def test_a_collector_with_an_untrusted_certificate_is_refused_and_reported
             spool_dir=str(tmp_path / "spool"),
             reconnect_max=0.2,
         )
-        output = await started(build_one("siem", config))
+        output = await started(pipeline, build_one("siem", config))
         closing.append(output)
-        log.emit(event(1))
+        pipeline.emit(event(1))
         for _ in range(100):
             if any(e["event"]["action"] == "output-failed" for e in seen):
                 break
             await asyncio.sleep(0.02)
     finally:
-        log.TAPS.remove(seen.append)
+        pipeline.taps.remove(seen.append)
     (failed,) = [e for e in seen if e["event"]["action"] == "output-failed"]
     assert "certificate not accepted" in failed["message"]
     assert output.counts["spooled"] >= 1 and output.counts["sent"] == 0
     assert tls_rsyslog.lines("tls") == []
 
 
-async def test_cef_lines_are_escaped_and_scrubbed(rsyslog: Rsyslog, closing: list[Output]) -> None:
+async def test_cef_lines_are_escaped_and_scrubbed(
+    pipeline: Pipeline, rsyslog: Rsyslog, closing: list[Output]
+) -> None:
     config = syslog_config(f"127.0.0.1:{rsyslog.tcp_port}", format="cef")
-    output = await started(build_one("siem", config))
+    output = await started(pipeline, build_one("siem", config))
     closing.append(output)
-    log.emit(event(7, f" a|b=c\\d\nnext {CANARY}"))
+    pipeline.emit(event(7, f" a|b=c\\d\nnext {CANARY}"))
     (line,) = await asyncio.to_thread(rsyslog.wait_for, "tcp", 1)
     match = FRAME.match(line)
     assert match

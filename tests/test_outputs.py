@@ -7,7 +7,7 @@ import asyncio
 import json
 import socket
 import struct
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +15,8 @@ import pytest
 
 from config.outputs import FileOutput, SyslogOutput
 from core.redact import Scrubber
-from events import log
 from events.ecs import daemon_event
+from events.log import Pipeline
 from events.outputs import Output, build_one
 from events.spool import DiskSpool, SpoolError, frame_records
 from tests.event_schema import validate
@@ -45,28 +45,27 @@ def drain(spool: DiskSpool) -> list[bytes]:
 
 
 @pytest.fixture
-def captured() -> Iterator[list[dict[str, Any]]]:
+def captured(pipeline: Pipeline) -> list[dict[str, Any]]:
     """Every event written, as the pipeline rendered it."""
     seen: list[dict[str, Any]] = []
-    log.TAPS.append(seen.append)
-    yield seen
-    log.TAPS.remove(seen.append)
+    pipeline.taps.append(seen.append)
+    return seen
 
 
-def route(*outputs: Output) -> None:
-    log.configure(outputs=list(outputs), scrubber=Scrubber([CANARY]))
+def route(pipeline: Pipeline, *outputs: Output) -> None:
+    pipeline.route(outputs, Scrubber([CANARY]))
 
 
 # --- the JSON-lines file -----------------------------------------------------------
 
 
-def test_file_rotates_by_rename_and_keeps_whole_lines(tmp_path: Path) -> None:
+def test_file_rotates_by_rename_and_keeps_whole_lines(pipeline: Pipeline, tmp_path: Path) -> None:
     path = tmp_path / "log" / "events.jsonl"  # the directory is created on first write
     config = FileOutput(type="file", path=path, max_bytes=4096, backups=2)
     output = build_one("file", config)
-    route(output)
+    route(pipeline, output)
     for n in range(100):
-        log.emit(event(n, f" {CANARY}"))
+        pipeline.emit(event(n, f" {CANARY}"))
     files = [path.with_name(f"events.jsonl.{i}") for i in (2, 1)] + [path]
     assert all(f.exists() for f in files)
     assert not path.with_name("events.jsonl.3").exists()  # only `backups` are kept
@@ -85,13 +84,13 @@ def test_file_rotates_by_rename_and_keeps_whole_lines(tmp_path: Path) -> None:
 
 
 def test_a_full_disk_drops_the_event_and_says_so(
-    captured: list[dict[str, Any]], capsys: pytest.CaptureFixture[str]
+    pipeline: Pipeline, captured: list[dict[str, Any]], capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = FileOutput(type="file", path=Path("/dev/full"))
     output = build_one("file", config)
-    route(output)
+    route(pipeline, output)
     for n in range(5):
-        log.emit(event(n))
+        pipeline.emit(event(n))
     # The five, and the output-dropped event itself: it cannot be written there either.
     assert output.counts["dropped"] == 6
     problems = [e for e in captured if e["event"]["action"] == "output-dropped"]
@@ -226,14 +225,14 @@ async def until(condition: Any, within: float = 5.0) -> None:
 
 
 async def test_refused_collector_spools_and_reports_once(
-    tmp_path: Path, outputs: list[Output], captured: list[dict[str, Any]]
+    pipeline: Pipeline, tmp_path: Path, outputs: list[Output], captured: list[dict[str, Any]]
 ) -> None:
     output = build_one("siem", syslog(free_port(), tmp_path))
     outputs.append(output)
     await output.start()
-    route(output)
+    route(pipeline, output)
     for n in range(50):
-        log.emit(event(n))
+        pipeline.emit(event(n))
     await asyncio.sleep(0.3)  # several reconnection attempts
     failed = [e for e in captured if e["event"]["action"] == "output-failed"]
     assert len(failed) == 1
@@ -243,7 +242,11 @@ async def test_refused_collector_spools_and_reports_once(
 
 @pytest.mark.parametrize("behaviour", ["reset", "stall"])
 async def test_a_bad_collector_never_blocks_the_caller(
-    tmp_path: Path, outputs: list[Output], captured: list[dict[str, Any]], behaviour: str
+    pipeline: Pipeline,
+    tmp_path: Path,
+    outputs: list[Output],
+    captured: list[dict[str, Any]],
+    behaviour: str,
 ) -> None:
     """A collector that resets or accepts and never reads: emitting stays a function call,
     the connection is given up and events wait in the spool; when the collector mends,
@@ -255,11 +258,11 @@ async def test_a_bad_collector_never_blocks_the_caller(
     output = build_one("siem", config)
     outputs.append(output)
     await output.start()
-    route(output)
+    route(pipeline, output)
     loop = asyncio.get_running_loop()
     started = loop.time()
     for n in range(2500):  # 5 MB: more than loopback's socket buffers hold
-        log.emit(event(n, " " + "y" * 2000))
+        pipeline.emit(event(n, " " + "y" * 2000))
     assert loop.time() - started < 3.0  # no waiting on the collector inside emit
     await until(lambda: any(e["event"]["action"] == "output-failed" for e in captured))
     assert output.counts["dropped"] == 0
@@ -278,16 +281,16 @@ async def test_a_bad_collector_never_blocks_the_caller(
 
 
 async def test_hundred_kilobytes_of_text_are_cut_and_framing_stays_valid(
-    outputs: list[Output], captured: list[dict[str, Any]]
+    pipeline: Pipeline, outputs: list[Output], captured: list[dict[str, Any]]
 ) -> None:
     collector = Collector("read")
     await collector.start()
     output = build_one("siem", syslog(collector.port))
     outputs.append(output)
     await output.start()
-    route(output)
-    log.emit(event(1, "z" * 100_000))
-    log.emit(event(2))
+    route(pipeline, output)
+    pipeline.emit(event(1, "z" * 100_000))
+    pipeline.emit(event(2))
     await until(lambda: b'"checks":2}' in collector.received)
     records, used = frame_records(collector.received)
     assert used == len(collector.received) and len(records) == 2  # octet counts all right
@@ -390,7 +393,7 @@ def test_secrets_are_masked_before_cef_and_sd_escaping() -> None:
 
 
 async def test_queue_full_with_a_healthy_collector_keeps_sending(
-    tmp_path: Path, outputs: list[Output]
+    pipeline: Pipeline, tmp_path: Path, outputs: list[Output]
 ) -> None:
     """A burst larger than the memory queue sends the rest through the spool; the
     output goes on sending without waiting for a reconnect or a stop."""
@@ -399,11 +402,11 @@ async def test_queue_full_with_a_healthy_collector_keeps_sending(
     output = build_one("siem", syslog(collector.port, tmp_path, queue_events=10))
     outputs.append(output)
     await output.start()
-    route(output)
+    route(pipeline, output)
     for n in range(35):
-        log.emit(event(n))
+        pipeline.emit(event(n))
     for n in range(35, 85):
-        log.emit(event(n))
+        pipeline.emit(event(n))
         await asyncio.sleep(0.002)
     await until(lambda: b'"checks":84}' in collector.received)
     records, _ = frame_records(collector.received)
@@ -416,7 +419,9 @@ async def test_queue_full_with_a_healthy_collector_keeps_sending(
     await collector.stop()
 
 
-async def test_a_large_non_ascii_event_fits_a_datagram(outputs: list[Output]) -> None:
+async def test_a_large_non_ascii_event_fits_a_datagram(
+    pipeline: Pipeline, outputs: list[Output]
+) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as server:
         server.bind(("127.0.0.1", 0))
         server.settimeout(5)
@@ -424,8 +429,8 @@ async def test_a_large_non_ascii_event_fits_a_datagram(outputs: list[Output]) ->
         output = build_one("siem", syslog(port, transport="udp"))
         outputs.append(output)
         await output.start()
-        route(output)
-        log.emit(event(1, "中" * 30_000))  # 90 KB of UTF-8 in 30,000 characters
+        route(pipeline, output)
+        pipeline.emit(event(1, "中" * 30_000))  # 90 KB of UTF-8 in 30,000 characters
         await asyncio.sleep(0)
         datagram = server.recv(70_000)
     assert output.counts["dropped"] == 0

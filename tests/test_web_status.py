@@ -9,6 +9,7 @@ from typing import Any
 
 import aiohttp
 
+from events.log import Pipeline
 from tests.endpoint import serving
 from web.app import build_app
 from web.metrics import Metrics
@@ -35,6 +36,7 @@ async def status_url(status: Callable[[], dict[str, Any]]) -> AsyncIterator[str]
         status=status,
         healthy=lambda: (True, "ok"),
         scrub=lambda text: text.replace(CANARY, "REDACTED"),
+        emit=Pipeline().emit,
     )
     async with serving(app) as port:
         yield f"http://127.0.0.1:{port}/status"

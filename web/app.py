@@ -17,7 +17,6 @@ from aiohttp import web
 from pydantic import SecretStr
 
 from config.common import split_address
-from events import log
 from events.ecs import heartbeat_event
 from web.metrics import CONTENT_TYPE, Metrics
 from web.stream import pieces, stream
@@ -39,6 +38,7 @@ def build_app(
     status: Callable[[], dict[str, Any]],  # "checks" may be an iterator (streamed)
     healthy: Callable[[], tuple[bool, str]],
     scrub: Callable[[str], str],
+    emit: Callable[[dict[str, Any]], None],
     push_token: PushToken | None = None,
     record_heartbeat: RecordHeartbeat | None = None,
 ) -> web.Application:
@@ -64,9 +64,7 @@ def build_app(
             return _too_large()
         if not _authorized(request, token):
             why = "no bearer token" if "Authorization" not in request.headers else "wrong token"
-            log.emit(
-                heartbeat_event(name, f"heartbeat for {name} refused: {why}", peer=request.remote)
-            )
+            emit(heartbeat_event(name, f"heartbeat for {name} refused: {why}", peer=request.remote))
             return _problem(401, why, headers={"WWW-Authenticate": 'Bearer realm="hotline-probe"'})
         try:
             await request.read()  # bounded by the application's client_max_size

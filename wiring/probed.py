@@ -18,8 +18,8 @@ from engine.notify import Notifier
 from engine.schedule import Scheduler
 from engine.state import CheckStateView, StateTracker, Transition
 from engine.status import StatusNotice, status_line
-from events import log
 from events.ecs import check_event, daemon_event, observer, transition_event
+from events.log import Pipeline
 from events.outputs.reconcile import OutputSet
 from probes import PROBES
 from probes.base import ProbeContext
@@ -38,7 +38,7 @@ class DaemonGraph:
 
     clock: Clock
     notifier: Notifier
-    emit: Emit
+    events: Pipeline
     outputs: OutputSet
     push: PushHeartbeats
     ctx: ProbeContext
@@ -56,10 +56,15 @@ def build_daemon(
     notifier: Notifier | None = None,
     environ: Mapping[str, str] = os.environ,
     stream: Any = None,
+    events: Pipeline | None = None,
 ) -> DaemonGraph:
     """The graph for ``config``. ``stream`` receives the JSON events of a ``stderr``
-    output (tests); ``clock`` and ``notifier`` are the real ones unless given."""
-    emit: Emit = log.emit
+    output (tests); ``clock``, ``notifier`` and the event pipeline are the process's
+    own unless given (tests give their own pipeline)."""
+    if events is None:
+        events = Pipeline(stream=stream)
+        events.install()  # structlog's loggers write through it too
+    emit: Emit = events.emit
     clock = clock or SystemClock()
     notifier = notifier or Notifier.from_env(environ, on_error=_notify_failed(emit))
     outputs = OutputSet(stderr=stream, hostname=observer()["hostname"])
@@ -92,7 +97,7 @@ def build_daemon(
     scheduler.set_jobs(jobs_for(config))
     push = PushHeartbeats(store, lambda: monitor.config, emit)
     return DaemonGraph(
-        clock, notifier, emit, outputs, push, ctx, state, metrics, monitor, scheduler, status
+        clock, notifier, events, outputs, push, ctx, state, metrics, monitor, scheduler, status
     )
 
 
