@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import os
 import signal
 import sys
@@ -23,15 +22,13 @@ from config import secret_values
 from config.load import ConfigError, load_config, load_for
 from core.heartbeats import HeartbeatStore
 from core.redact import Scrubber
-from engine.failover import jobs_for
 from engine.loop import run as run_loop
-from engine.notify import Notifier, watchdog_interval
+from engine.loop import settle_heap
+from engine.notify import Notifier, keep_alive, watchdog_interval
 from engine.status import status_stream
 from events.ecs import daemon_event
 from events.log import Pipeline
 from events.outputs import Output
-from events.outputs.reconcile import close_all
-from probes import PROBES
 from web.app import build_app, serve
 from wiring.probed import build_daemon
 
@@ -96,21 +93,14 @@ class Daemon:
 
         self.path = path
         self.environ = environ
-        graph = build_daemon(
+        self.graph = graph = build_daemon(
             config, clock=clock, notifier=notifier, environ=environ, stream=stream, events=events
         )
-        self.clock = graph.clock
-        self.notifier = graph.notifier
-        self.events = graph.events
+        self.clock, self.notifier, self.events = graph.clock, graph.notifier, graph.events
         self.emit = graph.events.emit
-        self.ctx = graph.ctx
-        self.state = graph.state
-        self.metrics = graph.metrics
-        self.monitor = graph.monitor
-        self.scheduler = graph.scheduler
-        self.push = graph.push
-        self.status = graph.status
-        self._outputs = graph.outputs
+        self.ctx, self.state, self.monitor = graph.ctx, graph.state, graph.monitor
+        self.metrics, self.scheduler, self.push = graph.metrics, graph.scheduler, graph.push
+        self.status, self._outputs = graph.status, graph.outputs
         self._scrub = Scrubber(secret_values(config))
         self.web: web.AppRunner | None = None
         self._started = False
@@ -150,31 +140,19 @@ class Daemon:
         self._stop.set()
 
     def _settle_heap(self) -> None:
-        """Move what start-up or a reload built (modules, config, state, metrics) out of
-        the cyclic collector's sight.
-
-        Those objects live until the next reload, and most are in the oldest
-        generation: every full collection walked all of them again (with 10,000
-        checks, most of the daemon's CPU beyond the probes themselves). Frozen objects
-        are still freed by reference counting when a reload lets them go; a reload
-        unfreezes first, so that the cycles the old generation left (an old web app,
-        runs that were in flight) are collected before the new heap is frozen. That full
-        collection takes a moment at 10,000 checks, once per start or reload.
-        """
-        if self._freeze_heap:
-            gc.unfreeze()  # the previous generation's cycles (an old web app) may go now
-            gc.collect()
-            gc.freeze()
+        if self._freeze_heap:  # engine.loop.settle_heap says why
+            settle_heap()
 
     async def start(self) -> None:
 
-        await self._open_outputs(self.config)
+        self._scrub = await self.graph.open_outputs(self.config)
         await self.push.watch()
         self._started = True
         await self._serve(self.config.listen)
         self._spawn(self.scheduler.run_forever(), name="scheduler")
         if (interval := watchdog_interval(self.environ)) is not None:
-            self._spawn(self._watchdog(interval), name="watchdog")
+            watchdog = keep_alive(self.notifier, self.clock, interval, self.health, self._withheld)
+            self._spawn(watchdog, name="watchdog")
         self.notifier.ready(self.status.line())
         self.emit(
             daemon_event(
@@ -229,18 +207,7 @@ class Daemon:
                 )
                 self.notifier.ready(self.status.line())
                 return False
-            if new.state_dir != self.config.state_dir:
-                store = HeartbeatStore(new.state_dir, clock=self.clock)
-                self.push.store = self.ctx.heartbeats = store
-            self.monitor.reconfigure(new)
-            self.ctx.forget()
-            PROBES.prepare(new.checks)
-            await self.push.watch()
-            await self._open_outputs(new)
-            self.state.reconfigure(new)
-            self.metrics.keep_only({c.name: [n.name for n in c.nodes] for c in new.checks})
-            self.scheduler.set_jobs(jobs_for(new), concurrency=new.concurrency)
-            self.monitor.forget_removed()
+            self._scrub = await self.graph.adopt(new)
             self.notifier.ready(self.status.line())
             self._settle_heap()
             self.emit(
@@ -264,29 +231,15 @@ class Daemon:
         count, running = len(self.config.checks), self.scheduler.running
         return True, f"{count} checks scheduled, {running} running"
 
-    async def _watchdog(self, interval: float) -> None:
-        """Ping systemd only while the scheduler really turns; a hang gets us restarted."""
-
-        withheld = False
-        while True:
-            await self.clock.sleep(interval)
-            ok, reason = self.health()
-            if ok:
-                self.notifier.watchdog()
-                withheld = False
-            elif not withheld:
-                withheld = True
-                self.emit(
-                    daemon_event(
-                        "watchdog-withheld",
-                        f"watchdog ping withheld: {reason}",
-                        level="error",
-                        outcome="failure",
-                    )
-                )
-
-    def status_stream(self) -> dict[str, Any]:
-        return status_stream(self.config, self.state, self.monitor.latest)
+    def _withheld(self, reason: str) -> None:
+        self.emit(
+            daemon_event(
+                "watchdog-withheld",
+                f"watchdog ping withheld: {reason}",
+                level="error",
+                outcome="failure",
+            )
+        )
 
     # --- plumbing --------------------------------------------------------------------
 
@@ -297,7 +250,7 @@ class Daemon:
         if listen != "off":
             app = build_app(
                 metrics=self.metrics,
-                status=self.status_stream,
+                status=lambda: status_stream(self.config, self.state, self.monitor.latest),
                 healthy=self.health,
                 scrub=self._scrub,
                 emit=self.emit,
@@ -311,14 +264,6 @@ class Daemon:
         if self.web is not None:
             await self.web.cleanup()
         self.web = runner
-
-    async def _open_outputs(self, config: ProbeConfig) -> None:
-        """Route events to the config's outputs (events.outputs.reconcile says which are
-        kept, opened and closed)."""
-        self._scrub = Scrubber(secret_values(config))
-        stale = await self._outputs.reconcile(config.outputs)
-        self.events.route(self.outputs, self._scrub)
-        await close_all(stale)
 
     def _spawn(self, coro: Any, name: str | None = None) -> None:
         task = asyncio.create_task(coro, name=name)

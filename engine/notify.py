@@ -13,6 +13,8 @@ import socket
 import time
 from collections.abc import Callable, Mapping
 
+from core.clock import Clock
+
 
 class Notifier:
     def __init__(self, address: str | None, *, on_error: Callable[[str], None] | None = None):
@@ -82,3 +84,24 @@ def watchdog_interval(environ: Mapping[str, str] = os.environ) -> float | None:
 
 def _one_line(text: str) -> str:
     return " ".join(text.split())
+
+
+async def keep_alive(
+    notifier: Notifier,
+    clock: Clock,
+    interval: float,
+    health: Callable[[], tuple[bool, str]],
+    withheld: Callable[[str], None],
+) -> None:
+    """Ping systemd's watchdog every ``interval`` only while ``health`` says the daemon
+    really turns, so a hang gets it restarted; ``withheld`` hears why, once per episode."""
+    quiet = False
+    while True:
+        await clock.sleep(interval)
+        ok, reason = health()
+        if ok:
+            notifier.watchdog()
+            quiet = False
+        elif not quiet:
+            quiet = True
+            withheld(reason)

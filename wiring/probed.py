@@ -9,8 +9,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from config import secret_values
 from core.clock import Clock, SystemClock
 from core.heartbeats import HeartbeatStore
+from core.redact import Scrubber
 from core.result import CheckResult, NodeResult
 from engine.failover import STANDBY, jobs_for
 from engine.monitor import Monitor
@@ -20,7 +22,7 @@ from engine.state import CheckStateView, StateTracker, Transition
 from engine.status import StatusNotice, status_line
 from events.ecs import check_event, daemon_event, observer, transition_event
 from events.log import Pipeline
-from events.outputs.reconcile import OutputSet
+from events.outputs.reconcile import OutputSet, close_all
 from probes import PROBES
 from probes.base import ProbeContext
 from web.metrics import Metrics
@@ -47,6 +49,32 @@ class DaemonGraph:
     monitor: Monitor
     scheduler: Scheduler
     status: StatusNotice
+
+    async def open_outputs(self, config: ProbeConfig) -> Scrubber:
+        """Route events to the config's outputs (events.outputs.reconcile says which are
+        kept, opened and closed); returns the config's scrubber."""
+        scrub = Scrubber(secret_values(config))
+        stale = await self.outputs.reconcile(config.outputs)
+        self.events.route(self.outputs.outputs, scrub)
+        await close_all(stale)
+        return scrub
+
+    async def adopt(self, config: ProbeConfig) -> Scrubber:
+        """A reloaded config, part by part; checks, nodes and outputs keep what they had
+        by name. Returns the new config's scrubber."""
+        if config.state_dir != self.monitor.config.state_dir:
+            store = HeartbeatStore(config.state_dir, clock=self.clock)
+            self.push.store = self.ctx.heartbeats = store
+        self.monitor.reconfigure(config)
+        self.ctx.forget()
+        PROBES.prepare(config.checks)
+        await self.push.watch()
+        scrub = await self.open_outputs(config)
+        self.state.reconfigure(config)
+        self.metrics.keep_only({c.name: [n.name for n in c.nodes] for c in config.checks})
+        self.scheduler.set_jobs(jobs_for(config), concurrency=config.concurrency)
+        self.monitor.forget_removed()
+        return scrub
 
 
 def build_daemon(
