@@ -40,6 +40,11 @@ def collect_references() -> Iterator[set[str]]:
         _collected.reset(token)
 
 
+def references_so_far() -> frozenset[str]:
+    """What references resolved to so far in the innermost collect_references block."""
+    return frozenset(_collected.get() or ())
+
+
 def resolve_references(text: str, *, encode: Callable[[str], str] | None = None) -> str:
     """Replace every ``${env:NAME}`` / ``${file:PATH}`` in ``text`` (``Bearer ${env:T}``).
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import ssl
 import subprocess
 from pathlib import Path
@@ -217,6 +218,46 @@ def test_config_models_are_frozen() -> None:
     config = parse_config(ISSUE_EXAMPLE)
     with pytest.raises(ValueError, match="frozen"):
         config.checks[0].timeout = 1.0  # type: ignore[misc]
+
+
+def test_what_a_config_derives_is_made_with_it_and_with_each_copy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The index by name and the resolved references are made with the config, and
+    made again for a copy (whose checks an update may change), never filled in later."""
+    monkeypatch.setenv("COPY_TOKEN", "copy-token-77")
+    config = parse_config(
+        "checks:\n"
+        "  - {name: a, kind: http, nodes: [{name: n, url: 'http://127.0.0.1:9/'}],\n"
+        "     headers: {X-Token: '${env:COPY_TOKEN}'}}\n"
+    )
+    (first,) = config.checks
+    assert config.check("a") is first
+    assert config.referenced_secrets == {"copy-token-77"}
+    renamed = first.model_copy(update={"name": "b"})
+    changed = config.model_copy(update={"checks": [renamed]})
+    assert changed.check("b") is renamed
+    with pytest.raises(KeyError):
+        changed.check("a")
+    assert config.check("a") is first
+    for copied in (changed, config.model_copy(deep=True), copy.copy(config)):
+        assert copied.referenced_secrets == {"copy-token-77"}
+    assert copy.deepcopy(config).check("a").name == "a"
+
+
+def test_a_freshness_check_is_made_with_its_node() -> None:
+    """The node a freshness check derives from its source is there from the start, so
+    a check built outside a config file has it too."""
+    check = FreshnessCheck.model_validate(
+        {
+            "name": "cb",
+            "kind": "freshness",
+            "max_age": "5m",
+            "source": {"type": "push", "token": "t" * 16},
+        }
+    )
+    (node,) = check.nodes
+    assert (node.name, node.target) == ("push", "POST /heartbeat/cb")
 
 
 def test_references_in_url_body_and_send(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

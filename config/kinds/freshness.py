@@ -11,6 +11,8 @@ from pydantic import (
     Field,
     SecretStr,
     StringConstraints,
+    TypeAdapter,
+    ValidationError,
     field_validator,
     model_validator,
 )
@@ -196,20 +198,38 @@ class FreshnessCheck(CheckBase):
     max_future: Annotated[Duration, Field(ge=0)] = 60.0
     """How far ahead of our clock a timestamp may be (clock skew) before it is suspect."""
     source: FreshnessSource
-    # Not written in the file: filled in from the source (see _source_node); left out of
-    # dumps so that a dumped config validates again.
+    # Not written in the file: made from the source before the check is (_source_node);
+    # left out of dumps so that a dumped config validates again.
     nodes: tuple[SourceNode, ...] = Field(default=(), exclude=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _source_node(cls, data: Any) -> Any:
+        # The source is validated here, once, and handed on made along with its node, so
+        # that the check is built whole (a frozen model is never filled in afterwards).
+        if not isinstance(data, dict) or "nodes" in data or "source" not in data:
+            return data  # the fields' own validation says what is wrong, and where
+        try:
+            source = _SOURCE.validate_python(data["source"])
+        except ValidationError:
+            return data  # reported at source.<key> by the field's own validation
+        node = SourceNode(name=source.type, target=source.target(str(data.get("name"))))
+        return data | {"source": source, "nodes": _FromSource((node,))}
 
     @field_validator("nodes", mode="before")
     @classmethod
     def _no_nodes(cls, value: Any) -> Any:
+        if type(value) is _FromSource:
+            return value
         raise ValueError(
             "a freshness check has no nodes: its source says where the sign of life is read"
         )
 
-    @model_validator(mode="after")
-    def _source_node(self) -> FreshnessCheck:
-        node = SourceNode(name=self.source.type, target=self.source.target(self.name))
-        # The model is frozen; this is its construction, the one moment it may be set.
-        self.__dict__["nodes"] = (node,)
-        return self
+
+class _FromSource(tuple[SourceNode, ...]):
+    """The nodes _source_node made, told apart from nodes written in the file."""
+
+
+_SOURCE: TypeAdapter[PushSource | HttpSource | SqlSource | FileSource] = TypeAdapter(
+    FreshnessSource
+)
