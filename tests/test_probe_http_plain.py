@@ -329,6 +329,35 @@ async def test_head_goes_through_aiohttp(ctx: ProbeContext) -> None:
     assert result.status is Status.UP
 
 
+async def test_client_aiohttp_sends_a_plain_request_through_aiohttp(
+    ctx: ProbeContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``client: aiohttp`` on a plain http:// node: aiohttp carries the request, and the
+    check is judged alike; ``auto`` (the default) keeps the plain transport."""
+    carried: list[str] = []
+
+    def spy(transport: type[Any]) -> None:
+        exchange = transport.exchange
+
+        async def exchange_and_say(self: Any, *args: Any) -> Any:
+            carried.append(transport.__name__)
+            return await exchange(self, *args)
+
+        monkeypatch.setattr(transport, "exchange", exchange_and_say)
+
+    spy(PlainTransport)
+    spy(AiohttpTransport)
+    async with scripted(sends(OK)) as server:
+        url = f"http://127.0.0.1:{server.port}/"
+        forced = http_check(url, client="aiohttp")
+        assert (await run_check(forced, ctx)).status is Status.UP
+        auto = http_check(url)
+        assert (await run_check(auto, ctx)).status is Status.UP
+    assert carried == ["AiohttpTransport", "PlainTransport"]
+    assert len(server.requests) == 2
+    assert forced.client == "aiohttp" and auto.client == "auto"
+
+
 def test_only_plain_direct_requests_take_the_plain_client() -> None:
     for url in ("http://app.hotline.invalid/", "HTTP://app.hotline.invalid/"):
         check = http_check(url)

@@ -137,6 +137,11 @@ class HttpCheckBase(CheckBase):
     proxy: ProxyOptions | None = None
     """A forward proxy: CONNECT for https:// nodes, an absolute-URI request for http://."""
     sign: SignOptions | None = None
+    client: Literal["auto", "aiohttp"] = "auto"
+    """Which transport carries the request (probes/http/): ``auto`` takes the plain one
+    where it reads the answer as aiohttp would (plain ``http://`` to the node, no proxy,
+    redirects or HEAD), aiohttp otherwise; ``aiohttp`` always, for a server that the plain
+    one reads differently."""
 
     @model_validator(mode="after")
     def _one_kind_of_credentials(self) -> HttpCheckBase:

@@ -3,9 +3,10 @@
 Two transports carry the request, behind one interface (transport.py). Plain
 ``http://`` straight to the node, the bulk of the probes, goes through plain.py: one
 HTTP/1.1 exchange parsed by httptools, at a quarter of aiohttp's CPU per request. TLS, a
-forward proxy, redirects and HEAD go through aiohttp (aiohttp_client.py). Both send the
-same headers and hand back the same Answer, which is judged here, so a check reads the
-same whichever carried it.
+forward proxy, redirects and HEAD go through aiohttp (aiohttp_client.py), and so does
+every request of a check that says ``client: aiohttp`` (a server the plain client reads
+differently). Both send the same headers and hand back the same Answer, which is judged
+here, so a check reads the same whichever carried it.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from probes.signing import signature_headers
 
 def prepare(checks: Iterable[HttpCheckBase]) -> None:
     """Import aiohttp's client now if any request will need it (probes.PROBES.prepare)."""
-    if any(not suits(check, node) for check in checks for node in check.nodes):
+    if any(not _plain(check, node) for check in checks for node in check.nodes):
         from probes.http import aiohttp_client  # noqa: F401
 
 
@@ -54,13 +55,18 @@ async def probe(check: HttpCheckBase, node: HttpNode, ctx: ProbeContext) -> Obse
 
 
 def transport(check: HttpCheckBase, node: HttpNode, ctx: ProbeContext) -> Transport:
-    """The plain transport where it carries the request exactly as aiohttp would."""
-    if suits(check, node):
+    """The plain transport where it carries the request exactly as aiohttp would, unless
+    the check says ``client: aiohttp``."""
+    if _plain(check, node):
         return ctx.resource(PlainTransport)
     # aiohttp: imported with the first check needing it (a fifth of a second)
     from probes.http.aiohttp_client import AiohttpTransport
 
     return ctx.resource(AiohttpTransport)
+
+
+def _plain(check: HttpCheckBase, node: HttpNode) -> bool:
+    return check.client == "auto" and suits(check, node)
 
 
 def _headers(check: HttpCheckBase, node: HttpNode, ctx: ProbeContext) -> dict[str, str]:
