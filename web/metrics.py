@@ -153,10 +153,10 @@ class _Tables(Collector):
 class Metrics:
     """Updated by the daemon on the event loop; rendered off it, from a snapshot."""
 
-    def __init__(self, *, version: str) -> None:
+    def __init__(self, *, version: str, outputs: Callable[[], Iterable[Output]] = tuple) -> None:
         self.tables = _Tables(version)
-        self.outputs: Callable[[], Iterable[Output]] = tuple
-        """The event outputs whose counters a scrape shows (the daemon sets it)."""
+        self.outputs = outputs
+        """The event outputs whose counters a scrape shows."""
 
     def observe(self, result: CheckResult, state: CheckStateView) -> None:
         t = self.tables

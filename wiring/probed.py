@@ -7,7 +7,7 @@ import contextlib
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from config import secret_values
 from core.clock import Clock, SystemClock
@@ -83,7 +83,7 @@ def build_daemon(
     clock: Clock | None = None,
     notifier: Notifier | None = None,
     environ: Mapping[str, str] = os.environ,
-    stream: Any = None,
+    stream: TextIO | None = None,
     events: Pipeline | None = None,
 ) -> DaemonGraph:
     """The graph for ``config``. ``stream`` receives the JSON events of a ``stderr``
@@ -100,8 +100,7 @@ def build_daemon(
     ctx = ProbeContext(clock=clock, heartbeats=store)
     PROBES.prepare(config.checks)
     state = StateTracker(config, clock=clock)
-    metrics = Metrics(version=str(observer()["version"]))
-    metrics.outputs = lambda: outputs.outputs
+    metrics = Metrics(version=str(observer()["version"]), outputs=lambda: outputs.outputs)
     # The line counts the checks of the config the monitor runs (bound below).
     status = StatusNotice(
         notifier, clock, lambda: status_line(len(monitor.config.checks), state.counts())
