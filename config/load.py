@@ -19,7 +19,7 @@ import yaml
 from pydantic import ValidationError
 
 from config import env
-from config.models import ProbeConfig
+from config.probe_config import ProbeConfig
 from config.yaml_doc import load_document
 
 DEFAULT_PATH = Path("/etc/hotline-probe/config.yaml")

@@ -35,7 +35,7 @@ import dns.reversename
 import dns.rrset
 
 from config.dns_records import expected, key, shown
-from config.models import DnsCheck, DnsNode, DnsQuery
+from config.kinds.dns import DnsCheck, DnsNode, DnsQuery
 from core.errors import ErrorType, ProbeFailure
 from probes.base import Observation, ProbeContext, attempt_marks
 from probes.net import os_failure, resolve

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo
 
-from config.models import SqlSource
+from config.kinds.freshness import SqlSource
 from core.errors import ErrorType, ProbeFailure, one_line
 from probes.base import ProbeContext, attempt_marks
 from probes.net import os_failure
@@ -26,7 +26,7 @@ from probes.timestamps import NotATimestamp, to_utc
 if TYPE_CHECKING:
     import ssl
 
-    from config.models import FreshnessCheck
+    from config.kinds.freshness import FreshnessCheck
 
 # The statement gets this share of what is left of the attempt; the rest is for the
 # round trip and closing, so that the database, not the runner, reports a slow query.

@@ -28,7 +28,7 @@ from icmplib import (
 )
 from icmplib.utils import unique_identifier
 
-from config.models import IcmpCheck, IcmpNode
+from config.kinds.icmp import IcmpCheck, IcmpNode
 from core.errors import ErrorType, ProbeFailure
 from probes import icmp_access
 from probes.base import Observation, ProbeContext, attempt_marks, phases_from

@@ -8,7 +8,8 @@ target's, so a target chosen for being always up makes the check a test of the p
 
 from __future__ import annotations
 
-from config.models import HttpNode, ProxyCheck
+from config.kinds.http import HttpNode
+from config.kinds.proxy import ProxyCheck
 from probes import http
 from probes.base import Observation, ProbeContext
 

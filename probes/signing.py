@@ -18,7 +18,7 @@ from urllib.parse import quote, unquote_plus
 
 from yarl import URL
 
-from config.models import TEMPLATE_FIELD, SignOptions
+from config.signing import TEMPLATE_FIELD, SignOptions
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 

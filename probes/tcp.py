@@ -7,7 +7,8 @@ import asyncio
 import re
 import ssl
 
-from config.models import AddressNode, TcpCheck
+from config.checks import AddressNode
+from config.kinds.tcp import TcpCheck
 from core.errors import ErrorType, ProbeFailure
 from probes.base import Observation, ProbeContext, attempt_marks
 from probes.net import close, open_stream, os_failure, printable

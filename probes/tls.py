@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from config.models import AddressNode, TlsCheck
+from config.checks import AddressNode
+from config.kinds.tls import TlsCheck
 from probes.base import Observation, ProbeContext
 from probes.net import close, open_stream
 from probes.tls_common import inspect_certificate

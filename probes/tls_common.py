@@ -6,7 +6,7 @@ import ssl
 from datetime import UTC, datetime
 from typing import Any
 
-from config.models import TlsOptions
+from config.checks import TlsOptions
 from core.errors import ErrorType, ProbeFailure
 
 # OpenSSL's X509_V_ERR_CERT_HAS_EXPIRED: reported on its own so that an expired

@@ -20,7 +20,7 @@ from typing import Any
 
 import aiohttp
 
-from config.models import ProxyOptions
+from config.kinds.http import ProxyOptions
 from core.errors import ErrorType, ProbeFailure
 from probes.base import PROXY_PHASES, unfinished
 from probes.net import RESET, os_failure

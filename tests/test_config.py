@@ -14,8 +14,10 @@ from pydantic import SecretStr
 
 from config import secret_values
 from config.duration import format_duration, parse_duration
+from config.kinds.freshness import FreshnessCheck
+from config.kinds.http import HttpCheck
+from config.kinds.tcp import TcpCheck
 from config.load import ConfigError, find_config, load_config, parse_config
-from config.models import FreshnessCheck, HttpCheck, TcpCheck
 from config.tls import build_ssl_context
 from tests.cli_run import CWD, command
 

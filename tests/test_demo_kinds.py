@@ -18,8 +18,8 @@ import dns.rdatatype
 import pytest
 import yaml
 
+from config.kinds.dns import DnsCheck
 from config.load import parse_config
-from config.models import DnsCheck
 from core.errors import ErrorType
 from core.result import Status
 from engine.runner import run_check

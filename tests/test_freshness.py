@@ -14,8 +14,9 @@ import pytest
 from aiohttp import web
 
 from config import secret_values
+from config.kinds.freshness import FreshnessCheck
 from config.load import parse_config
-from config.models import FreshnessCheck, ProbeConfig
+from config.probe_config import ProbeConfig
 from core.clock import FakeClock
 from core.errors import ErrorType
 from core.heartbeats import FILE_NAME, HeartbeatStore

@@ -231,7 +231,7 @@ def test_daemon_status_states() -> None:
 def test_default_daemon_url_is_the_daemon_default_listen() -> None:
     """`probe --from-daemon` without a URL asks where `probed` listens by default."""
     import cli
-    from config.models import ProbeConfig
+    from config.probe_config import ProbeConfig
 
     default = ProbeConfig.model_fields["listen"].default
     assert f"http://{default}" == cli.DAEMON_URL

@@ -22,8 +22,8 @@ import dns.message
 import dns.rcode
 import pytest
 
+from config.kinds.dns import SYSTEM_RESOLVER, DnsCheck
 from config.load import parse_config
-from config.models import SYSTEM_RESOLVER, DnsCheck
 from core.errors import ErrorType
 from core.result import CheckResult, NodeStatus, Status
 from engine.runner import run_check

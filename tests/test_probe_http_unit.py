@@ -16,8 +16,8 @@ import aiohttp
 import pytest
 from aioresponses import aioresponses
 
+from config.kinds.http import HttpCheck
 from config.load import parse_config
-from config.models import HttpCheck
 from core.errors import ErrorType, ProbeFailure
 from probes import http
 from probes.base import ProbeContext

@@ -23,8 +23,8 @@ from typing import Any
 
 import pytest
 
+from config.kinds.icmp import IcmpCheck
 from config.load import parse_config
-from config.models import IcmpCheck
 from core.clock import FakeClock
 from core.errors import ErrorType, ProbeFailure
 from core.result import CheckResult, NodeResult, NodeStatus, Status

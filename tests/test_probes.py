@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
+from config.checks import CheckBase
 from config.load import parse_config
-from config.models import CheckBase
 from core.errors import ErrorType
 from core.result import CheckResult, NodeStatus, Status
 from engine.runner import run_check

@@ -19,8 +19,10 @@ from typing import Any
 import pytest
 
 from config import secret_values
+from config.checks import CheckBase
+from config.kinds.http import HttpCheck
+from config.kinds.proxy import ProxyCheck
 from config.load import parse_config
-from config.models import CheckBase, HttpCheck, ProxyCheck
 from core.errors import ErrorType
 from core.result import CheckResult, Status
 from engine.runner import run_check

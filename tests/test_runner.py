@@ -10,8 +10,9 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+from config.checks import CheckBase
 from config.load import parse_config
-from config.models import CheckBase, ProbeConfig
+from config.probe_config import ProbeConfig
 from core.clock import FakeClock
 from core.errors import ErrorType, ProbeFailure
 from core.result import NodeStatus, Status

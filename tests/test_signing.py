@@ -23,8 +23,9 @@ import pytest
 import yaml
 from aiohttp import web
 
+from config.kinds.http import HttpCheck
 from config.load import parse_config
-from config.models import HttpCheck, SignOptions
+from config.signing import SignOptions
 from core.clock import FakeClock
 from core.errors import ErrorType
 from core.result import CheckResult, Status

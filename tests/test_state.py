@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from config.load import parse_config
-from config.models import ProbeConfig
+from config.probe_config import ProbeConfig
 from core.clock import FakeClock
 from core.errors import ErrorType, ProbeError
 from core.result import Attempt, CheckResult, NodeResult, NodeStatus, Status

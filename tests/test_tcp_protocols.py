@@ -25,8 +25,8 @@ import pytest
 from aiosmtpd.handlers import Sink
 from aiosmtpd.smtp import SMTP
 
+from config.kinds.tcp import TcpCheck, TcpProtocol
 from config.load import parse_config
-from config.models import TcpCheck, TcpProtocol
 from core.errors import ErrorType
 from core.result import Attempt, CheckResult, NodeStatus, Status
 from engine.runner import run_check

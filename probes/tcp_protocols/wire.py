@@ -11,7 +11,8 @@ import asyncio
 import contextlib
 import ssl
 
-from config.models import AddressNode, TcpCheck
+from config.checks import AddressNode
+from config.kinds.tcp import TcpCheck
 from core.errors import ErrorType, ProbeFailure
 from probes.base import ProbeContext, attempt_marks
 from probes.net import start_tls
