@@ -56,8 +56,7 @@ def refresh_first(parent: str, state: StateTracker) -> bool:
 
 async def run_tracked(check: CheckBase, ctx: ProbeContext, state: StateTracker) -> CheckResult:
     """One run from the serving node on, plus the preferred node while on an alternate."""
-    serving = state.check_state(check.name).active_node
-    result = await run_check(check, ctx, serving=serving)
+    result = await run_check(check, ctx, serving=state.serving(check.name))
     preferred = check.nodes[0]
     if state.needs_preferred_probe(check.name):
         skipped = [

@@ -183,6 +183,10 @@ class StateTracker:
         entry, config = self._entry(check)
         return [node.name for node in node_order(config.nodes, entry.active)]
 
+    def serving(self, check: str) -> str | None:
+        """The node serving the check's traffic now; None: config order."""
+        return self._checks[check].active
+
     def needs_preferred_probe(self, check: str) -> bool:
         """Whether the preferred node must be probed too this run (to count towards failback)."""
         entry, config = self._entry(check)

@@ -51,8 +51,8 @@ _LEVELS = {
 }
 
 
-# Every event of this process gets the next number, whatever pipeline is configured at
-# the time: a reader who sees 41 then 43 knows that one is missing.
+# Every event of this process gets the next number, whichever pipeline writes it (a
+# process has one; tests make more): a reader who sees 41 then 43 knows one is missing.
 _RUN_ID = uuid.uuid4().hex[:16]
 _sequence = itertools.count(1)
 
