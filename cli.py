@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
-    from config.models import ProbeConfig
+    from config.probe_config import ProbeConfig
     from core.result import CheckResult
 
 UNKNOWN = 3  # Nagios: bad arguments, config errors, internal failure

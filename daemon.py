@@ -35,7 +35,7 @@ from wiring.probed import build_daemon
 if TYPE_CHECKING:
     from aiohttp import web
 
-    from config.models import ProbeConfig
+    from config.probe_config import ProbeConfig
     from core.clock import Clock
 
 UNKNOWN = 3

@@ -21,7 +21,8 @@ from probes import PROBES
 from probes.base import ProbeContext
 
 if TYPE_CHECKING:
-    from config.models import CheckBase, ProbeConfig
+    from config.checks import CheckBase
+    from config.probe_config import ProbeConfig
 
 STANDBY = "/standby"
 """The suffix of a check's standby job key."""

@@ -21,7 +21,8 @@ from engine.state import CheckStateView, StateTracker, Transition
 from probes.base import ProbeContext
 
 if TYPE_CHECKING:
-    from config.models import CheckBase, ProbeConfig
+    from config.checks import CheckBase
+    from config.probe_config import ProbeConfig
 
 OnRun = Callable[["CheckBase", CheckResult, CheckStateView, list[Transition]], None]
 """A regular run was judged: its result, the check's state after it, what changed."""

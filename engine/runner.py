@@ -12,7 +12,8 @@ import os
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from config.models import CheckBase, ProbeConfig
+from config.checks import CheckBase
+from config.probe_config import ProbeConfig
 from core.clock import Clock
 from core.errors import ErrorType, ProbeError, ProbeFailure, one_line
 from core.redact import redact_url

@@ -17,7 +17,8 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
-from config.models import CheckBase, ProbeConfig
+from config.checks import CheckBase
+from config.probe_config import ProbeConfig
 from core.clock import Clock
 from core.result import CheckResult, NodeResult, NodeStatus, Status
 from engine.runner import node_order

@@ -17,7 +17,7 @@ from engine.notify import Notifier
 from engine.state import StateTracker
 
 if TYPE_CHECKING:
-    from config.models import ProbeConfig
+    from config.probe_config import ProbeConfig
 
 
 def status_stream(

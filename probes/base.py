@@ -24,7 +24,7 @@ from core.heartbeats import HeartbeatStore
 from probes.resolve import Resolver
 
 if TYPE_CHECKING:
-    from config.models import TlsOptions
+    from config.checks import TlsOptions
 
 
 @dataclass(frozen=True, slots=True)

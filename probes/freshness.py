@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 
 import aiohttp
 
-from config.models import (
+from config.kinds.freshness import (
     DEFAULT_LINE_PATTERN,
     FileSource,
     FreshnessCheck,

@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
+from config.kinds.http import HttpCheck
 from config.load import parse_config
-from config.models import HttpCheck
 from core.errors import ErrorType
 from core.result import CheckResult, Status
 from engine.runner import run_check

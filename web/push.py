@@ -7,14 +7,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from config.models import PushSource
+from config.kinds.freshness import PushSource
 from core.heartbeats import HeartbeatStore
 from events.ecs import daemon_event
 
 if TYPE_CHECKING:
     from pydantic import SecretStr
 
-    from config.models import ProbeConfig
+    from config.probe_config import ProbeConfig
 
 
 class PushHeartbeats:

@@ -11,7 +11,7 @@ from core.heartbeats import HeartbeatStore
 from probes.base import ProbeContext
 
 if TYPE_CHECKING:
-    from config.models import ProbeConfig
+    from config.probe_config import ProbeConfig
     from events.log import Pipeline
 
 

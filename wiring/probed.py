@@ -29,7 +29,8 @@ from web.metrics import Metrics
 from web.push import PushHeartbeats
 
 if TYPE_CHECKING:
-    from config.models import CheckBase, ProbeConfig
+    from config.checks import CheckBase
+    from config.probe_config import ProbeConfig
 
 Emit = Callable[[dict[str, Any]], None]
 

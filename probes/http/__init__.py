@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from config.models import HttpCheckBase, HttpExpect, HttpNode
+from config.kinds.http import HttpCheckBase, HttpExpect, HttpNode
 from core.errors import ErrorType, ProbeFailure
 from probes.base import Observation, ProbeContext, attempt_marks
 from probes.http.common import json_document, lookup, short, user_agent

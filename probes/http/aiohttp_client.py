@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from config.models import HttpCheckBase, HttpNode
+from config.kinds.http import HttpCheckBase, HttpNode
 from core.errors import ErrorType, ProbeFailure
 from probes import via_proxy
 from probes.base import ProbeContext

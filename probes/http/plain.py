@@ -27,7 +27,7 @@ from typing import Any
 import httptools
 from yarl import URL
 
-from config.models import HttpCheckBase, HttpNode
+from config.kinds.http import HttpCheckBase, HttpNode
 from core.clock import Clock
 from core.errors import ErrorType, ProbeFailure
 from probes.base import ProbeContext

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-from config.models import HttpCheckBase, HttpNode
+from config.kinds.http import HttpCheckBase, HttpNode
 from probes.base import Resource
 from probes.http.common import Answer
 
