@@ -14,6 +14,8 @@ from typing import Any
 from core.errors import ErrorType, ProbeFailure
 
 _COMPRESSED = frozenset({"gzip", "x-gzip", "deflate"})
+_GZIP_OR_ZLIB = 47  # 32 + 15: zlib tells a gzip header from a zlib one
+_RAW_DEFLATE = -15  # no header and no trailer: a deflate stream alone
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,10 +38,17 @@ class CappedBody:
     the output, so a probe never holds more than ``limit`` bytes of it.
     """
 
+    # deflate only, until its first two bytes have come: what arrived of them so far.
+    _head: bytes | None = None
+
     def __init__(self, limit: int, encoding: str | None) -> None:
         self.limit = limit
         self.encoding = (encoding or "identity").strip().lower()
-        self._inflater = zlib.decompressobj(wbits=47) if self.encoding in _COMPRESSED else None
+        self._inflater = None
+        if self.encoding in _COMPRESSED:
+            self._inflater = zlib.decompressobj(wbits=_GZIP_OR_ZLIB)
+            if self.encoding == "deflate":
+                self._head = b""
         self._chunks: list[bytes] = []
         self._size = 0
 
@@ -53,6 +62,8 @@ class CappedBody:
         if inflater is None:
             chunk = raw
         else:
+            if self._head is not None:
+                inflater, raw = self._sniff(inflater, raw)
             try:
                 # Never more output than one byte past the cap (size <= limit here, so
                 # the bound is at least 1: zlib reads 0 as "no bound").
@@ -66,6 +77,21 @@ class CappedBody:
             raise _too_large(self.limit)
         self._chunks.append(chunk)
 
+    def _sniff(self, inflater: zlib._Decompress, raw: bytes) -> tuple[zlib._Decompress, bytes]:
+        """Content-Encoding: deflate is zlib-wrapped (RFC 9110 8.4.1.2), but some servers
+        send raw deflate: as curl does, a body whose first two bytes are no zlib header
+        is read as raw deflate. The inflater to use and what to feed it now (nothing
+        before two bytes have come).
+        """
+        head = (self._head or b"") + raw
+        if len(head) < 2:
+            self._head = head
+            return inflater, b""
+        self._head = None
+        if not _wrapped(head):
+            inflater = self._inflater = zlib.decompressobj(wbits=_RAW_DEFLATE)
+        return inflater, head
+
     def finish(self) -> bytes:
         """The whole body, once the answer has ended."""
         if self._inflater is not None:
@@ -76,6 +102,17 @@ class CappedBody:
                 raise ProbeFailure(ErrorType.PROTOCOL, f"{self.encoding} body is cut short")
             self._chunks.append(tail)
         return b"".join(self._chunks)
+
+
+def _wrapped(head: bytes) -> bool:
+    """Whether a deflate body starts as zlib's inflate accepts: a gzip header (which the
+    inflater takes too), or a zlib one, checked as zlib checks it (method 8, a window of
+    at most 32 KiB, the two bytes a multiple of 31) and with no preset dictionary, which
+    no HTTP server uses."""
+    cmf, flg = head[0], head[1]
+    if cmf == 0x1F and flg == 0x8B:
+        return True
+    return cmf & 0x0F == 8 and cmf >> 4 <= 7 and (cmf << 8 | flg) % 31 == 0 and not flg & 0x20
 
 
 _NO_BODY = frozenset({101, 204, 304})  # a Content-Length here announces no body to read
