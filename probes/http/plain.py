@@ -22,7 +22,7 @@ import ipaddress
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Concatenate, ParamSpec
 
 import httptools
 from yarl import URL
@@ -190,6 +190,30 @@ class PlainTransport:
             transport.abort()  # answered, failed or timed out: the attempt is over
 
 
+_P = ParamSpec("_P")
+
+
+def _kept(
+    callback: Callable[Concatenate[_Reader, _P], None],
+) -> Callable[Concatenate[_Reader, _P], None]:
+    """An httptools callback whose exception the reader keeps, to learn why it failed.
+
+    httptools hands it on only as ``__context__`` of its HttpParserCallbackError, and
+    Python replaces that with whatever exception is being handled around the parser
+    (an ``except ImportError:`` anywhere up the stack made a too-large body "internal").
+    """
+
+    @functools.wraps(callback)
+    def kept(reader: _Reader, /, *args: _P.args, **kwargs: _P.kwargs) -> None:
+        try:
+            callback(reader, *args, **kwargs)
+        except BaseException as exc:
+            reader._raised = exc
+            raise
+
+    return kept
+
+
 class _Reader(asyncio.Protocol):
     """Feeds what arrives to httptools and settles ``answer`` once, either way."""
 
@@ -218,6 +242,7 @@ class _Reader(asyncio.Protocol):
         self._limit = limit
         self._where = where
         self._framing = 0  # bytes fed that were not body: status lines, headers, chunking
+        self._raised: BaseException | None = None  # by a callback, kept by _kept
         self._reset_message()
 
     def _reset_message(self) -> None:
@@ -244,7 +269,7 @@ class _Reader(asyncio.Protocol):
             # 101 Switching Protocols: the answer is complete; the status judges it.
             self._complete()
         except httptools.HttpParserCallbackError as exc:
-            failure = exc.__context__ or exc.__cause__
+            failure, self._raised = self._raised, None
             if isinstance(failure, ProbeFailure):
                 self._fail(failure)
             else:  # a bug of ours inside a callback: the runner reports it as internal
@@ -290,9 +315,11 @@ class _Reader(asyncio.Protocol):
 
     # -- httptools callbacks (a ProbeFailure raised here ends the answer) ----------
 
+    @_kept
     def on_status(self, status: bytes) -> None:
         self._reason.append(status)
 
+    @_kept
     def on_header(self, name: bytes, value: bytes) -> None:
         lowered = name.strip().lower()  # leniency lets "Content-Length :" through
         if lowered == b"content-length":
@@ -309,6 +336,7 @@ class _Reader(asyncio.Protocol):
         elif lowered == b"content-encoding":
             self._encoding = value.decode("latin-1")
 
+    @_kept
     def on_headers_complete(self) -> None:
         self._status = self._parser.get_status_code()
         if 100 <= self._status < 200 and self._status != 101:
@@ -318,11 +346,13 @@ class _Reader(asyncio.Protocol):
         check_announced(self._status, self._declared, self._limit)
         self._body = CappedBody(self._limit, self._encoding)
 
+    @_kept
     def on_body(self, body: bytes) -> None:
         assert self._body is not None
         self._received += len(body)
         self._body.feed(body)
 
+    @_kept
     def on_message_complete(self) -> None:
         if self._interim:
             self._reset_message()
