@@ -12,6 +12,23 @@ from config.common import Model, Name, check_address
 from config.duration import Duration
 
 
+def check_spool_dir(path: Path) -> Path:
+    """Refuse a spool_dir that nobody could create: it, or its nearest existing
+    ancestor, is not a directory. Whether the daemon's user may write there is left to
+    the start, which reports it: ``probe --check-config`` may run as another user."""
+    for where in (path, *path.parents):
+        try:
+            exists, is_dir = where.exists(), where.is_dir()
+        except OSError:  # this user may not look there; the daemon's user may
+            return path
+        if exists:
+            if is_dir:
+                return path
+            where_text = "" if where == path else f"cannot be created: {where} "
+            raise ValueError(f"spool_dir {str(path)!r} {where_text}is not a directory")
+    return path
+
+
 class StreamOutput(Model):
     """JSON lines on stdout or stderr (journald keeps them under systemd)."""
 
@@ -73,7 +90,7 @@ class SyslogOutput(Model):
     """The structured-data element's id: NAME@PEN. 32473 is IANA's number reserved for
     documentation (RFC 5612); put your organisation's own number here if it has one."""
     tls: SyslogTls | None = None
-    spool_dir: Path | None = None
+    spool_dir: Annotated[Path, AfterValidator(check_spool_dir)] | None = None
     """Where events wait on disk while the collector is unreachable (TCP and TLS); kept
     across restarts. Without it they wait in memory only, up to ``queue_events``."""
     spool_max_bytes: ByteSize = Field(ByteSize(100_000_000), ge=64 * 1024)

@@ -143,8 +143,8 @@ class Pipeline:
         self._stderr_is_output = any(isinstance(o, StreamSink) for o in self.outputs)
         self._json = any(o.needs_json for o in self.outputs)
         for output in self.outputs:
-            output.problems = self._problem
             output.scrub = scrub
+            output.problems = self._problem  # reports what the output held till now
 
     def install(self) -> None:
         """Make structlog's loggers write through this pipeline: the program's own

@@ -8,6 +8,7 @@ import io
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -17,9 +18,11 @@ from core.clock import ManualClock
 from daemon import Daemon
 from engine.notify import Notifier
 from events.log import Pipeline
+from events.spool import DiskSpool
 from simulator import Simulator
 from tests.daemon_time import advance_and_finish
 from tests.event_schema import validate
+from tests.ports import free_port
 from tests.rsyslog import Rsyslog
 from tests.test_output_syslog import parse
 from web.app import bound_port
@@ -145,3 +148,63 @@ async def test_reload_hands_a_changed_outputs_spool_over(
     lines = await asyncio.to_thread(collector.wait_for, "relp", 3)
     actions = [parse(line)[1]["event"]["action"] for line in lines]
     assert actions == ["daemon-start", "daemon-reload", "check"]
+
+
+async def test_an_unusable_spool_dir_is_reported_at_start_and_reload(
+    tmp_path: Path, pipeline: Pipeline
+) -> None:
+    """A spool_dir the output cannot use (here another process holds it, which the
+    config check cannot know) and a collector that is down: the start and every reload
+    write an output-failed event naming the directory, and the events that wait in
+    memory count as dropped at the stop, never as spooled."""
+    spool = tmp_path / "spool"
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        f"""
+listen: "off"
+outputs:
+  - {{type: syslog, name: siem, transport: tcp, address: "127.0.0.1:{free_port()}",
+      spool_dir: "{spool}", reconnect_max: 200ms}}
+checks:
+  - {{name: a, kind: tcp, nodes: [{{name: n, address: "127.0.0.1:{free_port()}"}}]}}
+"""
+    )
+    config = load_config(path)
+    holder = DiskSpool(spool, max_bytes=1_000_000)
+    seen: list[dict[str, Any]] = []
+    pipeline.taps.append(seen.append)
+    daemon = Daemon(
+        path,
+        config,
+        clock=ManualClock(),
+        notifier=Notifier(None),
+        environ={},
+        stream=io.StringIO(),
+        events=pipeline,
+    )
+
+    def spool_failures() -> list[dict[str, Any]]:
+        return [
+            e
+            for e in seen
+            if e["event"]["action"] == "output-failed" and str(spool) in e["message"]
+        ]
+
+    await daemon.start()
+    try:
+        (failed,) = spool_failures()
+        assert failed["hotline_probe"]["output"] == "siem"
+        assert "in use by another process" in failed["message"]
+        assert validate(failed) == []
+        siem = daemon.outputs[0]
+        assert await daemon.reload()
+        assert daemon.outputs[0] is siem  # kept, and reported again
+        assert len(spool_failures()) == 2
+        assert siem.counts["spooled"] == 0
+    finally:
+        await daemon.shutdown()
+        holder.close()
+    assert siem.counts["spooled"] == 0
+    assert siem.counts["dropped"] >= 3  # start, reload, stop: none could be kept
+    (dropped,) = [e for e in seen if e["event"]["action"] == "output-dropped"]
+    assert str(spool) in dropped["message"]

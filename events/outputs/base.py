@@ -31,10 +31,24 @@ class Output:
     def __init__(self, name: str) -> None:
         self.name = name
         self.counts: Counter[str] = Counter({outcome: 0 for outcome in OUTCOMES})
-        self.problems: Callable[[Problem], None] = lambda problem: None
+        # Problems found before the pipeline connects (an unusable spool_dir, seen when
+        # the output is built and started) are held and reported when it does.
+        self._held: list[Problem] = []
+        self._problems: Callable[[Problem], None] = self._held.append
         self.scrub: Callable[[str], str] = str  # the pipeline sets the config's scrubber
         self._failing: str | None = None  # the message of the episode under way
         self._episode_dropped = 0
+
+    @property
+    def problems(self) -> Callable[[Problem], None]:
+        return self._problems
+
+    @problems.setter
+    def problems(self, report: Callable[[Problem], None]) -> None:
+        self._problems = report
+        held, self._held = self._held, []
+        for problem in held:
+            report(problem)
 
     def submit(self, doc: Mapping[str, Any], line: str) -> None:
         raise NotImplementedError
@@ -44,6 +58,9 @@ class Output:
 
     async def close(self, grace: float = 2.0) -> None:
         """Flush what can be flushed within ``grace`` seconds; keep the rest (the spool)."""
+
+    def kept(self) -> None:
+        """A reload kept this output as it is: report again what is still wrong with it."""
 
     def gauges(self) -> dict[str, float]:
         """Extra per-output figures for /metrics (spool size, queue length)."""

@@ -42,6 +42,8 @@ class OutputSet:
                     await previous.pop(key).close(grace=OUTPUT_GRACE)
                 output = build_one(name, entry, stderr=self._stderr, hostname=self._hostname)
                 await output.start()
+            else:
+                output.kept()
             current.append(output)
         self.outputs, self._configs = current, list(entries)
         return list(previous.values())

@@ -34,7 +34,7 @@ from config.common import split_address
 from config.outputs import SyslogOutput
 from events.ecs import observer
 from events.formats import Rfc5424
-from events.outputs.base import Output
+from events.outputs.base import Output, Problem
 from events.outputs.relp import RelpError, RelpSession
 from events.spool import DiskSpool, MemorySpool, SpoolError, Token
 
@@ -67,11 +67,7 @@ class SyslogSink(Output):
         self._overflow = MemorySpool(config.queue_events, _QUEUE_BYTES)
         self._disk: DiskSpool | None = None
         self._startup_problem: str | None = None
-        if self.streaming and config.spool_dir is not None:
-            try:
-                self._disk = DiskSpool(config.spool_dir, int(config.spool_max_bytes))
-            except SpoolError as exc:  # events still flow, and wait in memory instead
-                self._startup_problem = f"{exc}; events wait in memory instead"
+        self._open_disk()
         self._spooling = True  # until connected with an empty spool
         self._wake = asyncio.Event()
         self._closed = asyncio.Event()
@@ -128,7 +124,8 @@ class SyslogSink(Output):
                 return
         before = self._overflow.dropped
         self._overflow.append(record)
-        self.counts["spooled"] += 1
+        if not self._startup_problem:  # memory the spool_dir should have been: not kept
+            self.counts["spooled"] += 1
         if self._overflow.dropped > before:
             self.dropped(
                 self._overflow.dropped - before,
@@ -147,6 +144,25 @@ class SyslogSink(Output):
         self.counts["sent"] += 1
 
     # --- the connection's side ----------------------------------------------------
+
+    def _open_disk(self) -> None:
+        """Open the spool_dir; when it is unusable, events still flow and wait in memory,
+        where a stop loses them: they count as ``dropped`` then, never as ``spooled``."""
+        if not self.streaming or self.config.spool_dir is None or self._disk is not None:
+            return
+        try:
+            self._disk = DiskSpool(self.config.spool_dir, int(self.config.spool_max_bytes))
+        except SpoolError as exc:
+            self._startup_problem = f"{exc}; events wait in memory instead and are lost at a stop"
+        else:
+            self._startup_problem = None
+
+    def kept(self) -> None:
+        """A reload tries an unusable spool_dir again, and reports it if it still is."""
+        if self._startup_problem:
+            self._open_disk()
+        if self._startup_problem:
+            self.problems(Problem(self.name, "output-failed", self._startup_problem, "error"))
 
     async def start(self) -> None:
         if self._startup_problem:
@@ -384,9 +400,14 @@ class SyslogSink(Output):
         retry, self._retry = self._retry, []
         if self._disk is None:
             if retry or memory:
+                where = (
+                    f"an unusable spool_dir ({self._startup_problem.split('; ')[0]})"
+                    if self._startup_problem
+                    else "no spool_dir"
+                )
                 self.dropped(
                     len(retry) + len(memory),
-                    f"stopped with events unsent to {self.target} and no spool_dir to keep them",
+                    f"stopped with events unsent to {self.target} and {where} to keep them",
                 )
             return
         try:
