@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import socket
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextvars import ContextVar
+from http.cookies import BaseCookie, Morsel, SimpleCookie
 from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
-from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.abc import AbstractCookieJar, AbstractResolver, ClearCookiePredicate, ResolveResult
+from aiohttp.typedefs import LooseCookies
+from yarl import URL
 
 from config.kinds.http import HttpCheckBase, HttpNode
 from core.errors import ErrorType, ProbeFailure
@@ -286,6 +289,69 @@ class _Connector(aiohttp.TCPConnector):
         return result
 
 
+class _AttemptCookies(AbstractCookieJar):
+    """The session's cookie jar, standing for the jar of the attempt in progress.
+
+    A login redirect sets a cookie the next hop needs, as a browser keeps it; but the
+    session serves every check of the context at once, and aiohttp takes a jar per
+    session only (a request's ``cookies=`` are not updated by the redirects it follows),
+    while a session per attempt costs CPU. So the jar lives in the attempt's facts
+    (``_connection_facts``, set by ``_exchange`` in the probing task, where aiohttp's
+    redirect loop runs too), made when the attempt's first cookie arrives: nothing
+    passes from one attempt, or check, to another. Outside an attempt (the session
+    lent by ``session()``), no cookie is kept.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    @staticmethod
+    def _jar(create: bool = False) -> aiohttp.CookieJar | None:
+        facts = _connection_facts.get()
+        if facts is None:
+            return None
+        jar: aiohttp.CookieJar | None = facts.get("cookies")
+        if jar is None and create:
+            # unsafe=True: aiohttp refuses cookies from a host named by its IP address
+            # by default, while a browser keeps them (host-only, for that address);
+            # a node is often named so (http://10.0.0.5/, 127.0.0.1 in the tests), and a
+            # jar that lives for one attempt shares nothing with other hosts' requests
+            # beyond what RFC 6265's matching allows, as a browser's would.
+            jar = facts["cookies"] = aiohttp.CookieJar(unsafe=True)
+        return jar
+
+    @property
+    def quote_cookie(self) -> bool:
+        return True
+
+    def clear(self, predicate: ClearCookiePredicate | None = None) -> None:
+        jar = self._jar()
+        if jar is not None:
+            jar.clear(predicate)
+
+    def clear_domain(self, domain: str) -> None:
+        jar = self._jar()
+        if jar is not None:
+            jar.clear_domain(domain)
+
+    def update_cookies(self, cookies: LooseCookies, response_url: URL = URL()) -> None:  # noqa: B008 - aiohttp's signature
+        jar = self._jar(create=True)
+        if jar is not None:
+            jar.update_cookies(cookies, response_url)
+
+    def filter_cookies(self, request_url: URL) -> BaseCookie[str]:
+        jar = self._jar()
+        return jar.filter_cookies(request_url) if jar is not None else SimpleCookie()
+
+    def __iter__(self) -> Iterator[Morsel[str]]:
+        jar = self._jar()
+        return iter(jar) if jar is not None else iter(())
+
+    def __len__(self) -> int:
+        jar = self._jar()
+        return len(jar) if jar is not None else 0
+
+
 def new_session(resolver: Resolver) -> aiohttp.ClientSession:
     connector = _Connector(
         resolver=_AiohttpResolver(resolver),
@@ -302,7 +368,7 @@ def new_session(resolver: Resolver) -> aiohttp.ClientSession:
         # The runner owns the deadline of each attempt (asyncio.timeout), so the
         # session's own timeouts are switched off explicitly rather than left to defaults.
         timeout=aiohttp.ClientTimeout(total=None, connect=None, sock_read=None),
-        cookie_jar=aiohttp.DummyCookieJar(),  # no state leaks from one check into another
+        cookie_jar=_AttemptCookies(),  # one jar per attempt: nothing leaks between them
         trust_env=False,  # proxies are configured per check, never picked up by surprise
         trace_configs=[_trace_config()],
         # Decompression happens in read_body, under the body cap.
