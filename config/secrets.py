@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from pathlib import Path
 from typing import Annotated
 from urllib.parse import quote
 
@@ -133,7 +133,7 @@ def _lookup(source: str, name: str) -> str:
         return os.environ[name]
     try:
         # A trailing newline is how editors and `echo` leave secret files.
-        text = Path(name).read_text(encoding="utf-8").rstrip("\r\n")
+        text = _read_secret_file(name).decode("utf-8").rstrip("\r\n")
     except OSError as exc:
         raise ValueError(f"cannot read secret file {name}: {exc.strerror}") from None
     except UnicodeDecodeError:
@@ -141,6 +141,44 @@ def _lookup(source: str, name: str) -> str:
     if not text:
         raise ValueError(f"secret file {name} is empty")
     return text
+
+
+SECRET_FILE_LIMIT = 64 * 1024
+"""The most a ``${file:...}`` reference reads: secrets are small, and the limit keeps a
+mistaken path (``/dev/zero``, a log file) from filling memory at load and reload."""
+
+_NOT_REGULAR = {
+    stat.S_IFDIR: "a directory",
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+}
+
+
+def _read_secret_file(name: str) -> bytes:
+    """At most SECRET_FILE_LIMIT bytes of a regular file; anything else is refused.
+
+    Opened without blocking (a FIFO with no writer would hang the load) and judged by
+    the opened descriptor, so the file cannot be swapped between the look and the read.
+    """
+    fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            what = _NOT_REGULAR.get(stat.S_IFMT(mode), "a special file")
+            raise ValueError(f"secret file {name} is {what}, not a regular file")
+        data = b""
+        while len(data) <= SECRET_FILE_LIMIT:
+            piece = os.read(fd, SECRET_FILE_LIMIT + 1 - len(data))
+            if not piece:
+                break
+            data += piece
+    finally:
+        os.close(fd)
+    if len(data) > SECRET_FILE_LIMIT:
+        raise ValueError(f"secret file {name} is larger than {SECRET_FILE_LIMIT // 1024} KiB")
+    return data
 
 
 Secret = Annotated[SecretStr, BeforeValidator(resolve_secret)]
