@@ -175,6 +175,7 @@ class Daemon:
             await self.web.cleanup()
             self.web = None
         await self.ctx.close()
+        self.push.close()  # the last counts of refused heartbeats
         self.emit(
             daemon_event(
                 "daemon-stop",
@@ -256,6 +257,7 @@ class Daemon:
                 emit=self.emit,
                 push_token=self.push.token,
                 record_heartbeat=self.push.record,
+                reject_heartbeat=self.push.rejected,
             )
             try:
                 runner = await serve(app, listen)

@@ -95,6 +95,8 @@ def _environment_problem(exc: env.OverrideError) -> str:
     It names the field; the variable may be ``PROBE_CHECKS`` or a nested one such as
     ``PROBE_DEFAULTS__RETRIES``, in any case, so the environment is searched for it.
     """
+    if exc.variable:
+        return f"environment variable {exc.variable}: {exc}"
     match = _SETTINGS_FIELD.search(str(exc))
     variable = (env.PREFIX + (match.group(1) if match else "")).upper()
     names = sorted(

@@ -343,8 +343,11 @@ def transition_event(transition: Any, *, kind: str, title: str) -> dict[str, Any
     return doc
 
 
-def heartbeat_event(check: str, message: str, *, peer: str | None) -> dict[str, Any]:
-    """A heartbeat POST the endpoint refused for its token (never the token itself)."""
+def heartbeat_event(
+    check: str, message: str, *, peer: str | None, count: int = 1
+) -> dict[str, Any]:
+    """Heartbeat POSTs the endpoint refused for their token (never the token itself):
+    one, or ``count`` of them from one source (web.push summarises a flood)."""
     doc: dict[str, Any] = {
         "message": message,
         "log": {"level": "warning"},
@@ -360,6 +363,7 @@ def heartbeat_event(check: str, message: str, *, peer: str | None) -> dict[str, 
         "url": {"path": f"/heartbeat/{check}"},
         "http": {"request": {"method": "POST"}},
         "observer": observer(),
+        "hotline_probe": {"count": count},
     }
     if peer:
         doc["source"] = {"address": peer}

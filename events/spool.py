@@ -7,8 +7,12 @@ by rename, so a restart neither loses nor repeats what was already sent. Segment
 only grow (a new spool starts at 10^9, leaving room below for ``prepend``), and a cursor
 names a segment by number, so no later segment can be mistaken for a finished one.
 
-When the spool passes its size, whole oldest segments are dropped and counted: the
-newest events matter most to whoever reads the SIEM after an outage. A lock file keeps a
+When the spool passes its size, it drops what matters least first: the diagnostic records
+(``low``, the owner says which) of the oldest segment that can be rewritten, then of the
+next, and only then whole oldest segments; all dropped records are counted. Check results
+and state changes so outlive a flood of diagnostics (refused heartbeats, an output's own
+trouble), and among equals the newest events matter most to whoever reads the SIEM after
+an outage. A lock file keeps a
 second process (or a second output) from using the same directory.
 """
 
@@ -18,6 +22,7 @@ import contextlib
 import fcntl
 import os
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +45,7 @@ class _Segment:
     size: int = 0
     records: int = 0
     path: Path = field(default_factory=Path)
+    low: int = 0  # records of low value (diagnostics) in it
 
 
 def frame_records(data: bytes) -> tuple[list[bytes], int]:
@@ -61,10 +67,18 @@ def _fail(directory: Path, exc: OSError) -> SpoolError:
     return SpoolError(f"spool {directory}: {exc.strerror or exc}")
 
 
+def _never_low(record: bytes) -> bool:
+    return False
+
+
 class DiskSpool:
-    def __init__(self, directory: Path, max_bytes: int) -> None:
+    def __init__(
+        self, directory: Path, max_bytes: int, low: Callable[[bytes], bool] = _never_low
+    ) -> None:
+        """``low`` tells the records to drop first when the spool is full."""
         self.directory = directory
         self.max_bytes = max_bytes
+        self.low = low
         self.segment_bytes = max(16 * 1024, min(max_bytes // 8, 8 * 1024 * 1024))
         self.dropped = 0  # records lost to the size bound since start
         self.damaged = 0  # bytes skipped because a record was cut (a crash mid-write)
@@ -111,6 +125,7 @@ class DiskSpool:
             raise SpoolError(f"spool {self.directory}: short write (disk full?)")
         tail.size += written
         tail.records += 1
+        tail.low += self.low(record)
         self._enforce_bound()  # the record is stored: nothing below may fail the append
 
     def prepend(self, records: list[bytes]) -> None:
@@ -133,7 +148,8 @@ class DiskSpool:
             with contextlib.suppress(OSError):
                 path.unlink()
             raise _fail(self.directory, exc) from None
-        self._segments.appendleft(_Segment(number, len(data), len(records), path))
+        low = sum(map(self.low, records))
+        self._segments.appendleft(_Segment(number, len(data), len(records), path, low))
         self._read_segment, self._read_offset = number, 0
         self._save_cursor_quietly()
 
@@ -153,6 +169,14 @@ class DiskSpool:
         return segment
 
     def _enforce_bound(self) -> None:
+        # Diagnostics go first, oldest segment first. Neither the segment being read
+        # (a batch from it may be on its way, its token naming offsets in it) nor the one
+        # being written is rewritten, so a full spool of two segments drops as before.
+        for segment in list(self._segments)[1:-1]:
+            if self.size <= self.max_bytes:
+                return
+            if segment.low and segment.number != self._read_segment:
+                self._drop_low(segment)
         while self.size > self.max_bytes and len(self._segments) > 1:
             oldest = self._segments.popleft()
             lost = oldest.records
@@ -165,6 +189,22 @@ class DiskSpool:
             self.dropped += lost
             with contextlib.suppress(OSError):
                 oldest.path.unlink()
+
+    def _drop_low(self, segment: _Segment) -> None:
+        """Rewrite a segment without its low records (by rename: a crash leaves the old
+        file or the new one, never half of one)."""
+        tmp = segment.path.with_suffix(".tmp")
+        try:
+            records, _ = frame_records(segment.path.read_bytes())
+            kept = [r for r in records if not self.low(r)]
+            tmp.write_bytes(b"".join(kept))
+            os.replace(tmp, segment.path)
+        except OSError:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            return  # the whole oldest segments still make room
+        self.dropped += len(records) - len(kept)
+        segment.size, segment.records, segment.low = sum(map(len, kept)), len(kept), 0
 
     # --- reading -----------------------------------------------------------------
 
@@ -262,7 +302,8 @@ class DiskSpool:
             self.damaged += len(data) - used
             with open(path, "r+b") as f:
                 f.truncate(used)
-        return _Segment(number, size=used, records=len(records), path=path)
+        low = sum(map(self.low, records))
+        return _Segment(number, size=used, records=len(records), path=path, low=low)
 
     def _records_before(self, segment: _Segment, offset: int) -> int:
         with contextlib.suppress(OSError), open(segment.path, "rb") as f:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 import ssl
 import subprocess
 from pathlib import Path
@@ -369,6 +370,46 @@ def test_bad_json_in_the_environment(
     monkeypatch.setenv(variable, value)
     with pytest.raises(ConfigError, match=f"<config>: environment variable {variable}: not valid"):
         parse_config(ISSUE_EXAMPLE)
+
+
+def test_deeply_nested_json_in_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nesting past the file's own bound is refused before decoding, naming the variable;
+    JSON strings full of brackets are not nesting."""
+    monkeypatch.setenv("PROBE_CHECKS", "[" * 3000 + "]" * 3000)
+    with pytest.raises(
+        ConfigError,
+        match="<config>: environment variable PROBE_CHECKS: nested more than 200 levels deep",
+    ):
+        parse_config(ISSUE_EXAMPLE)
+    monkeypatch.setenv("PROBE_CHECKS", '[{"name": "a", "title": "' + "[" * 3000 + '"}]')
+    with pytest.raises(ConfigError, match=r"checks\[0\]: needs a 'kind:'"):
+        parse_config(ISSUE_EXAMPLE)
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("argv", [("probe", "--all"), ("probed",)], ids=["probe", "probed"])
+def test_deeply_nested_override_exits_3_without_traceback(
+    tmp_path: Path, argv: tuple[str, ...]
+) -> None:
+    """3,000 nested brackets in PROBE_CHECKS once crashed `probed` with a RecursionError
+    traceback: now a config error, exit 3, from both programs."""
+    config = tmp_path / "config.yaml"
+    config.write_text('checks:\n  - {name: a, kind: tcp, nodes: [{name: n, address: "h:1"}]}\n')
+    proc = subprocess.run(
+        [*command(argv[0]), *argv[1:], "-c", str(config)],
+        capture_output=True,
+        text=True,
+        cwd=CWD,
+        env={**os.environ, "PROBE_CHECKS": "[" * 3000 + "]" * 3000},
+        timeout=30,
+        check=False,
+    )
+    assert proc.returncode == 3, proc.stderr
+    assert (
+        f"{argv[0]}: {config}: environment variable PROBE_CHECKS: nested more than 200 levels deep"
+        in proc.stderr
+    )
+    assert "Traceback" not in proc.stderr
 
 
 def test_bad_default_is_blamed_once() -> None:

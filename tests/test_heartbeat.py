@@ -24,6 +24,7 @@ from events.log import Pipeline
 from tests.daemon_time import advance_and_finish
 from tests.event_schema import validate
 from web.app import HEARTBEAT_MAX_BODY, bound_port
+from web.push import REJECTION_INTERVAL
 
 TOKEN = "canary-heartbeat-token-9f0a"
 CHECK = "province-callback"
@@ -137,6 +138,35 @@ async def test_missing_or_wrong_token_is_401_and_logged_without_it(
     assert validate(event) == []
     text = env.events.getvalue()
     assert TOKEN not in text and "canary-guess" not in text
+
+
+async def test_a_flood_of_wrong_tokens_is_summarised_per_source_and_interval(
+    env: Env,
+) -> None:
+    """Each refusal was an event, so a flood could push check events out of a full
+    spool: the first refusal is written at once, the rest of the interval is one event
+    with their count, and after a quiet interval the next refusal is written at once."""
+
+    def rejected() -> list[dict[str, Any]]:
+        return [e for e in env.emitted() if e["event"]["action"] == "heartbeat-rejected"]
+
+    for _ in range(30):
+        assert (await env.post(token="canary-guess-flood"))[0] == 401
+    (first,) = rejected()
+    assert first["message"] == f"heartbeat for {CHECK} refused: wrong token"
+    assert first["hotline_probe"]["count"] == 1
+    await env.clock.advance(REJECTION_INTERVAL)
+    _, summary = rejected()
+    assert summary["hotline_probe"]["count"] == 29
+    assert summary["service"]["name"] == CHECK
+    assert summary["source"]["address"] == "127.0.0.1"
+    assert "29 more times" in summary["message"]
+    assert validate(summary) == []
+    await env.clock.advance(REJECTION_INTERVAL)  # quiet: the episode ends, no event
+    assert len(rejected()) == 2
+    assert (await env.post(token=None))[0] == 401
+    assert rejected()[-1]["message"] == f"heartbeat for {CHECK} refused: no bearer token"
+    assert "canary-guess" not in env.events.getvalue()
 
 
 async def test_token_that_is_not_utf8_is_401_and_logged_without_it(env: Env) -> None:

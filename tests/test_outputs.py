@@ -16,8 +16,10 @@ import pytest
 from config.outputs import FileOutput, SyslogOutput
 from core.redact import Scrubber
 from events.ecs import daemon_event
+from events.formats import Rfc5424
 from events.log import Pipeline
 from events.outputs import Output, build_one
+from events.outputs.syslog import is_diagnostic
 from events.spool import DiskSpool, SpoolError, frame_records
 from tests.event_schema import validate
 from tests.ports import free_port
@@ -128,6 +130,44 @@ def test_full_spool_drops_the_oldest_and_counts_them(tmp_path: Path) -> None:
     assert b"event 01999 " in kept[-1]  # the newest survive
     numbers = [int(r.split(b" ")[2]) for r in kept]
     assert numbers == list(range(numbers[0], 2000))
+
+
+def test_full_spool_drops_diagnostics_before_check_events(tmp_path: Path) -> None:
+    """A flood of diagnostics (refused heartbeats) while the collector is down: the full
+    spool drops them first, so every check event stays, in order; all losses counted."""
+    spool = DiskSpool(tmp_path, max_bytes=64 * 1024, low=lambda r: b" diag " in r)
+    checks = []
+    for n in range(2000):
+        if n % 20 == 0:
+            checks.append(record(f"x check {n:05d} " + "c" * 180))
+            spool.append(checks[-1])
+        else:
+            spool.append(record(f"x diag {n:05d} " + "d" * 180))
+    assert spool.size <= 64 * 1024
+    kept = drain(spool)
+    assert [r for r in kept if b" check " in r] == checks
+    assert spool.dropped == 2000 - len(kept) > 1000
+    assert kept == sorted(kept, key=lambda r: r.split()[3])  # the order of arrival
+
+
+def test_syslog_spool_tells_diagnostics_from_check_results_and_state_changes() -> None:
+    """What the syslog output's spool drops first, read from the frame's MSGID (so also
+    after a restart): diagnostics, never check results, state changes or the daemon's life."""
+    config = syslog(free_port())
+    frame = Rfc5424(config, "host").frame
+
+    def spooled(doc: dict[str, Any]) -> bytes:
+        data = frame(doc, json.dumps(doc), str)
+        return b"%d %b" % (len(data), data)
+
+    for action in ("check", "state-change", "failover", "daemon-start"):
+        doc = {**event(1), "@timestamp": "2026-01-01T00:00:00Z"}
+        doc["event"] = {**doc["event"], "action": action}
+        assert not is_diagnostic(spooled(doc)), action
+    for action in ("heartbeat-rejected", "output-failed", "notify-failed"):
+        doc = {**event(1), "@timestamp": "2026-01-01T00:00:00Z"}
+        doc["event"] = {**doc["event"], "action": action}
+        assert is_diagnostic(spooled(doc)), action
 
 
 def test_a_record_cut_by_a_crash_is_dropped_not_replayed(tmp_path: Path) -> None:

@@ -27,6 +27,8 @@ HEARTBEAT_MAX_BODY = 64 * 1024
 PushToken = Callable[[str], SecretStr | None]
 """The token of the push freshness check so named; None for any other name."""
 RecordHeartbeat = Callable[[str], Awaitable[None]]
+RejectHeartbeat = Callable[[str, str, str | None], None]
+"""Report a heartbeat refused for its token: check, why, the peer's address."""
 
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
 _BEARER = re.compile(r"^\s*bearer\s+(.+?)\s*$", re.IGNORECASE)
@@ -41,6 +43,7 @@ def build_app(
     emit: Callable[[dict[str, Any]], None],
     push_token: PushToken | None = None,
     record_heartbeat: RecordHeartbeat | None = None,
+    reject_heartbeat: RejectHeartbeat | None = None,
 ) -> web.Application:
     async def get_metrics(request: web.Request) -> web.StreamResponse:
         return await stream(request, CONTENT_TYPE, metrics.chunks())
@@ -64,7 +67,11 @@ def build_app(
             return _too_large()
         if not _authorized(request, token):
             why = "no bearer token" if "Authorization" not in request.headers else "wrong token"
-            emit(heartbeat_event(name, f"heartbeat for {name} refused: {why}", peer=request.remote))
+            if reject_heartbeat is not None:  # the daemon's: a flood is summarised
+                reject_heartbeat(name, why, request.remote)
+            else:
+                message = f"heartbeat for {name} refused: {why}"
+                emit(heartbeat_event(name, message, peer=request.remote))
             return _problem(401, why, headers={"WWW-Authenticate": 'Bearer realm="hotline-probe"'})
         try:
             await request.read()  # bounded by the application's client_max_size

@@ -1,20 +1,37 @@
-"""The daemon's side of push freshness checks: whose token a heartbeat must carry, and
-recording it in the heartbeat store (which the checks read through the probe context).
+"""The daemon's side of push freshness checks: whose token a heartbeat must carry,
+recording it in the heartbeat store (which the checks read through the probe context),
+and reporting the refused ones without letting a flood of them flood the outputs.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from config.kinds.freshness import PushSource
+from core.clock import Clock, SystemClock
 from core.heartbeats import HeartbeatStore
-from events.ecs import daemon_event
+from events.ecs import daemon_event, heartbeat_event
 
 if TYPE_CHECKING:
     from pydantic import SecretStr
 
     from config.probe_config import ProbeConfig
+
+
+REJECTION_INTERVAL = 60.0
+"""Seconds over which the refused heartbeats of one source (address and check) after the
+first are counted into one event."""
+_MAX_SOURCES = 1024  # sources summarised one by one; past that, together per check
+
+
+@dataclass
+class _Refusals:
+    count: int = 0  # refused since the last event of this source
+    why: str = ""
+    task: asyncio.Task[None] | None = None
 
 
 class PushHeartbeats:
@@ -25,10 +42,14 @@ class PushHeartbeats:
         store: HeartbeatStore,
         config: Callable[[], ProbeConfig],
         emit: Callable[[dict[str, Any]], None],
+        *,
+        clock: Clock | None = None,
     ) -> None:
         self.store = store
         self._config = config
         self._emit = emit
+        self._clock = clock or SystemClock()
+        self._refusals: dict[tuple[str | None, str], _Refusals] = {}
 
     def token(self, name: str) -> SecretStr | None:
         """The token the named push check's heartbeats carry; None for any other name."""
@@ -57,6 +78,58 @@ class PushHeartbeats:
             await self.store.watch(names)
         except OSError as exc:
             self._not_saved(exc)
+
+    def rejected(self, check: str, why: str, peer: str | None) -> None:
+        """A heartbeat refused for its token. Each was an event, so a flood of wrong
+        tokens could push real events out of a full spool; now the first refusal from a
+        source (peer address and check) is written at once, later ones are counted, and
+        at the end of every ``REJECTION_INTERVAL`` in which some came one event carries
+        their count (``hotline_probe.count``). A quiet interval ends the episode: the
+        next refusal from that source is written at once again."""
+        key = (peer, check)
+        if key not in self._refusals and len(self._refusals) >= _MAX_SOURCES:
+            key = (None, check)  # many sources: memory stays bounded
+        refusals = self._refusals.get(key)
+        if refusals is not None:
+            refusals.count += 1
+            refusals.why = why
+            return
+        self._emit(heartbeat_event(check, f"heartbeat for {check} refused: {why}", peer=peer))
+        refusals = self._refusals[key] = _Refusals()
+        refusals.task = asyncio.get_running_loop().create_task(self._summarise(key))
+
+    async def _summarise(self, key: tuple[str | None, str]) -> None:
+        while True:
+            await self._clock.sleep(REJECTION_INTERVAL)
+            if not self._report(key):
+                del self._refusals[key]
+                return
+
+    def _report(self, key: tuple[str | None, str]) -> int:
+        """Write the count of a source's refusals since its last event; how many."""
+        refusals = self._refusals[key]
+        count, refusals.count = refusals.count, 0
+        if count:
+            peer, check = key
+            self._emit(
+                heartbeat_event(
+                    check,
+                    f"heartbeat for {check} refused {count} more times "
+                    f"from {peer or 'several addresses'} within "
+                    f"{REJECTION_INTERVAL:g}s (last: {refusals.why})",
+                    peer=peer,
+                    count=count,
+                )
+            )
+        return count
+
+    def close(self) -> None:
+        """Stopping: write the counts not yet written."""
+        for key, refusals in list(self._refusals.items()):
+            if refusals.task is not None:
+                refusals.task.cancel()
+            self._report(key)
+        self._refusals.clear()
 
     def _not_saved(self, exc: OSError) -> None:
         self._emit(

@@ -123,7 +123,7 @@ def build_daemon(
         on_skip=lambda job: metrics.count_skip(job.key.removesuffix(STANDBY)),
     )
     scheduler.set_jobs(jobs_for(config))
-    push = PushHeartbeats(store, lambda: monitor.config, emit)
+    push = PushHeartbeats(store, lambda: monitor.config, emit, clock=clock)
     return DaemonGraph(
         clock, notifier, events, outputs, push, ctx, state, metrics, monitor, scheduler, status
     )

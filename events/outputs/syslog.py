@@ -117,7 +117,8 @@ class SyslogSink(Output):
                     self.dropped(
                         self._disk.dropped - before,
                         f"spool {self._disk.directory} is full "
-                        f"({int(self.config.spool_max_bytes)} bytes): the oldest were dropped",
+                        f"({int(self.config.spool_max_bytes)} bytes): diagnostics were "
+                        "dropped first, then the oldest events",
                     )
                 if self._disk.cursor_problem:
                     self.failed(f"spool {self._disk.directory}: {self._disk.cursor_problem}")
@@ -151,7 +152,9 @@ class SyslogSink(Output):
         if not self.streaming or self.config.spool_dir is None or self._disk is not None:
             return
         try:
-            self._disk = DiskSpool(self.config.spool_dir, int(self.config.spool_max_bytes))
+            self._disk = DiskSpool(
+                self.config.spool_dir, int(self.config.spool_max_bytes), low=is_diagnostic
+            )
         except SpoolError as exc:
             self._startup_problem = f"{exc}; events wait in memory instead and are lost at a stop"
         else:
@@ -424,6 +427,25 @@ class SyslogSink(Output):
             "queue_events": float(len(self._queue)),
             "spool_bytes": float(held + self._overflow.size),
         }
+
+
+# What a full spool keeps longest: check results, state changes and the daemon's life.
+# Everything else (refused heartbeats, outputs' and notifications' trouble, logs) is a
+# diagnostic, dropped first (events.spool).
+_VALUABLE = frozenset(
+    {
+        b"check", b"attempt", b"failover", b"failback", b"state-change",
+        b"node-state-change", b"flapping-start", b"flapping-end", b"daemon-start",
+        b"daemon-stop", b"daemon-reload", b"daemon-reload-failed",
+    }
+)  # fmt: skip
+
+
+def is_diagnostic(record: bytes) -> bool:
+    """Is a spooled record (``LEN <PRI>1 TIMESTAMP HOST APP PROCID MSGID ...``, MSGID
+    being event.action) of low value? Read from the bytes, so also after a restart."""
+    fields = record.split(b" ", 7)
+    return len(fields) < 8 or fields[6] not in _VALUABLE
 
 
 def _committer(stage: DiskSpool | MemorySpool, records: list[bytes], token: Token) -> Any:
