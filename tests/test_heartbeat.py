@@ -169,6 +169,24 @@ async def test_a_flood_of_wrong_tokens_is_summarised_per_source_and_interval(
     assert "canary-guess" not in env.events.getvalue()
 
 
+async def test_refusals_counted_when_the_daemon_stops_are_written(
+    tmp_path: Path, pipeline: Pipeline
+) -> None:
+    """A stop within the interval writes the count it holds: no refusal goes unsaid."""
+    env = await start_daemon(tmp_path / "state", tmp_path, ManualClock(), pipeline)
+    try:
+        for _ in range(4):
+            assert (await env.post(token=None))[0] == 401
+    finally:
+        await env.daemon.shutdown()
+    counts = [
+        e["hotline_probe"]["count"]
+        for e in env.emitted()
+        if e["event"]["action"] == "heartbeat-rejected"
+    ]
+    assert counts == [1, 3]
+
+
 async def test_token_that_is_not_utf8_is_401_and_logged_without_it(env: Env) -> None:
     """Bytes that are not UTF-8 in the Authorization header are a wrong token (401 and a
     heartbeat-rejected event), never a 500 with a traceback; the bytes are not logged."""
