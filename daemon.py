@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
+import resource
 import signal
 import sys
 from collections.abc import Mapping
@@ -58,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{path}: OK, {len(config.checks)} checks")
         return 0
 
+    raise_open_files_limit()
+
     async def daemon() -> int:  # the graph is built on the loop it runs on
         return await Daemon(path, config, freeze_heap=True).run()
 
@@ -68,6 +72,17 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 0
+
+
+def raise_open_files_limit() -> None:
+    """The soft RLIMIT_NOFILE up to the hard one (commonly 1024 of 524288): probes, outputs
+    and the endpoint share the descriptors, and the endpoint takes at most a quarter of
+    them (web/app.py). Where raising is refused, the limit stays as it was; the unit sets
+    both with LimitNOFILE=."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        with contextlib.suppress(OSError, ValueError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 class StartupError(Exception):

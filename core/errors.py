@@ -40,6 +40,9 @@ class ErrorType(StrEnum):
     DATABASE = "database"  # the database refused the login or the statement
     PACKET_LOSS = "packet_loss"  # more echoes went unanswered than the check allows
     PERMISSION = "permission"  # this host does not let the probe open the socket it needs
+    # This host ran out of file descriptors (EMFILE, ENFILE) while probing: the probe
+    # host's fault, not the link's.
+    LOCAL_RESOURCES = "local_resources"
     INTERNAL = "internal"  # a bug in the probe; reported, never raised past the runner
 
 
@@ -58,17 +61,21 @@ _FINAL = frozenset(
         # would hide a link that drops a third of its packets.
         ErrorType.PACKET_LOSS,
         ErrorType.PERMISSION,
+        # Descriptors are not freed by waiting a few hundred milliseconds; another
+        # attempt would only take one more.
+        ErrorType.LOCAL_RESOURCES,
         ErrorType.INTERNAL,
     }
 )
 
 # Failures that say nothing about the link itself: a check whose nodes failed only with
-# these is "unknown" (Nagios UNKNOWN, exit 3), neither up nor an outage. Only a source
-# with no sign of life to read is such a failure. A probe's own crash is not: the link
+# these is "unknown" (Nagios UNKNOWN, exit 3), neither up nor an outage: a source with
+# no sign of life to read, and a probe host out of file descriptors (it could not even
+# try the link, so showing an outage would be false). A probe's own crash is not: the link
 # may be down behind it, and a bug must never make an outage read as "unknown", so a
 # run that crashed is down (``probe`` still exits 3 when every error was a crash:
 # engine/report.py).
-UNJUDGED = frozenset({ErrorType.NO_DATA})
+UNJUDGED = frozenset({ErrorType.NO_DATA, ErrorType.LOCAL_RESOURCES})
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,6 +28,7 @@ from probes.base import (
     recording,
     unfinished,
 )
+from probes.net import OUT_OF_DESCRIPTORS, out_of_descriptors
 
 if TYPE_CHECKING:
     from tenacity import RetryCallState
@@ -165,9 +166,14 @@ async def _attempt(
             failure.details,
         ), None
     except Exception as exc:  # a probe bug must cost one attempt, never the run
-        error = ProbeError(
-            ErrorType.INTERNAL, one_line(f"probe crashed: {type(exc).__name__}: {exc}")
-        )
+        if isinstance(exc, OSError) and exc.errno in OUT_OF_DESCRIPTORS:
+            # Out of descriptors where a probe did not expect it: still this host's
+            # shortage, not a crash and not the link's fault.
+            error = out_of_descriptors(exc, node.name).error
+        else:
+            error = ProbeError(
+                ErrorType.INTERNAL, one_line(f"probe crashed: {type(exc).__name__}: {exc}")
+            )
         return Attempt(number, clock.monotonic() - started, error), None
     measured = observation.phases or phases_from(marks)
     attempt = Attempt(number, clock.monotonic() - started, None, measured, observation.details)

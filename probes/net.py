@@ -27,6 +27,10 @@ RESET = frozenset({errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED})
 
 _UNREACHABLE = frozenset({errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EADDRNOTAVAIL})
 
+OUT_OF_DESCRIPTORS = frozenset({errno.EMFILE, errno.ENFILE})
+"""This process (EMFILE) or the whole host (ENFILE) has no file descriptor left for a
+socket: the probe host's fault, whatever was being connected to."""
+
 # {where} is what was connected to ("db-1.hotline.invalid:3306", "the proxy
 # zzd-proxy.hotline.invalid:3128"), {during} the phase when it was not the connect
 # (" during the exchange"), {reason} the kernel's words.
@@ -50,12 +54,21 @@ def os_failure(
 
     ``during`` names the phase when it was not the connect ("during the TLS handshake");
     ``kind`` overrides the error type when the failing peer decides it (a forward
-    proxy's failures are ``proxy`` whatever the errno)."""
+    proxy's failures are ``proxy`` whatever the errno). Running out of descriptors is
+    ``local_resources`` whatever ``kind`` says: neither the peer nor the proxy caused it."""
+    if exc.errno in OUT_OF_DESCRIPTORS:
+        return out_of_descriptors(exc, where)
     default, template = _FAILURES.get(exc.errno or 0, _OTHER)
     message = template.format(
         where=where, during=f" {during}" if during else "", reason=exc.strerror or exc
     )
     return ProbeFailure(kind or default, message)
+
+
+def out_of_descriptors(exc: OSError, where: str) -> ProbeFailure:
+    """EMFILE/ENFILE while probing ``where``: said as this host's shortage, not the link's."""
+    message = f"out of file descriptors on this probe host, {where} not probed: {exc.strerror}"
+    return ProbeFailure(ErrorType.LOCAL_RESOURCES, message)
 
 
 async def resolve(
