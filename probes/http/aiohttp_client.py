@@ -314,7 +314,7 @@ class _AttemptCookies(AbstractCookieJar):
         if jar is None and create:
             # unsafe=True: aiohttp refuses cookies from a host named by its IP address
             # by default, while a browser keeps them (host-only, for that address);
-            # a node is often named so (http://10.0.0.5/, 127.0.0.1 in the tests), and a
+            # a node is often named so (an IP literal in the URL; 127.0.0.1 in the tests), and a
             # jar that lives for one attempt shares nothing with other hosts' requests
             # beyond what RFC 6265's matching allows, as a browser's would.
             jar = facts["cookies"] = aiohttp.CookieJar(unsafe=True)
