@@ -9,18 +9,16 @@ the cap was reported as "probe crashed: ModuleNotFoundError".
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 import json
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 
 from engine import loop
 from tests.cli_run import probe
+from tests.endpoint import scripted
 
 TOO_BIG = b"HTTP/1.1 200 OK\r\n\r\n" + b"a" * 50_000
 ANNOUNCED_BIG = b"HTTP/1.1 200 OK\r\nContent-Length: 99999999\r\n\r\n"
@@ -30,29 +28,6 @@ SHORT_GZIP = b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r
     len(CUT_GZIP),
     CUT_GZIP,
 )
-
-
-@asynccontextmanager
-async def answering(answer: bytes) -> AsyncIterator[int]:
-    """A listener on 127.0.0.1 that reads a request head and sends ``answer``."""
-
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            await reader.readuntil(b"\r\n\r\n")
-            writer.write(answer)
-            await writer.drain()
-            await reader.read()  # until the client drops the connection
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            writer.close()
-
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    try:
-        yield server.sockets[0].getsockname()[1]
-    finally:
-        server.close()
-        await server.wait_closed()
 
 
 @pytest.fixture
@@ -91,7 +66,7 @@ async def test_plain_client_failures_keep_their_type_without_uvloop(
     tmp_path: Path, without_uvloop: dict[str, str], answer: bytes, kind: str, words: str
 ) -> None:
     """`probe --all` on a base install names a body failure as such, never `internal`."""
-    async with answering(answer) as port:
+    async with scripted(answer, close=False) as port:
         config = tmp_path / "config.yaml"
         config.write_text(
             "checks:\n"

@@ -29,6 +29,7 @@ from engine.runner import run_check
 from probes.base import ProbeContext, attempt_marks
 from simulator import Mode, SimHttpNode, Simulator
 from tests.cli_run import probe
+from tests.endpoint import scripted
 from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -300,33 +301,8 @@ async def test_target_failures_after_the_tunnel_are_the_targets(
 async def hostile_proxy(answer: bytes | None, *, close: bool = True) -> AsyncIterator[str]:
     """A proxy on port 0 that reads a request head, sends ``answer`` and closes (or, with
     ``answer`` None and ``close`` False, never answers until the client goes away)."""
-    handlers: set[asyncio.Task[None]] = set()
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        handlers.add(task)
-        try:
-            await reader.readuntil(b"\r\n\r\n")
-            if answer is not None:
-                writer.write(answer)
-                await writer.drain()
-            if not close:
-                await reader.read()  # until the client gives up
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            writer.close()
-
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    try:
-        yield f"127.0.0.1:{server.sockets[0].getsockname()[1]}"
-    finally:
-        server.close()
-        for task in handlers:
-            task.cancel()
-        await asyncio.gather(*handlers, return_exceptions=True)
-        await server.wait_closed()
+    async with scripted(answer, close=close) as port:
+        yield f"127.0.0.1:{port}"
 
 
 @pytest.mark.parametrize(
