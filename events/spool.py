@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +32,8 @@ _FIRST_NUMBER = 1_000_000_000
 
 Token = tuple[int, int]
 """What ``read_batch`` hands out and ``commit`` takes: on disk (segment number, offset
-after the batch), in memory (number of the batch's first record, records in it)."""
+after the batch), in memory (numbers of the batch's first record and of the one after its
+last, in the order of arrival)."""
 
 
 class SpoolError(OSError):
@@ -347,48 +348,79 @@ class DiskSpool:
 
 class MemorySpool:
     """The same queue in memory, for a stream output without ``spool_dir``: it bridges a
-    collector restart but not a daemon restart. Bounded by records and by bytes."""
+    collector restart but not a daemon restart. Bounded by records and by bytes, and
+    when full it drops as the disk spool does: the oldest diagnostic (``low``) first,
+    the oldest record of any kind only when no diagnostic is left."""
 
-    def __init__(self, max_records: int, max_bytes: int = 16 * 1024 * 1024) -> None:
+    def __init__(
+        self,
+        max_records: int,
+        max_bytes: int = 16 * 1024 * 1024,
+        low: Callable[[bytes], bool] = _never_low,
+    ) -> None:
         self.max_records = max_records
         self.max_bytes = max_bytes
-        self._records: deque[bytes] = deque()
+        self.low = low
+        # Numbered in the order of arrival; an OrderedDict so that a diagnostic can leave
+        # from the middle and the oldest from the front, both in constant time.
+        self._records: OrderedDict[int, bytes] = OrderedDict()
+        self._low: deque[int] = deque()  # numbers of diagnostics, some maybe gone already
+        self._next = 0
         self._bytes = 0
-        self._head = 0  # the number of _records[0] in the order of arrival
+        self._batch: list[int] = []  # numbers of the batch last read, for token_after
         self.dropped = 0
 
     def append(self, record: bytes) -> None:
-        self._records.append(record)
+        number = self._next
+        self._next += 1
+        self._records[number] = record
         self._bytes += len(record)
+        if self.low(record):
+            self._low.append(number)
         while len(self._records) > self.max_records or (
             self._bytes > self.max_bytes and len(self._records) > 1
         ):
-            self._pop()
+            self._evict()
             self.dropped += 1
 
-    def _pop(self) -> None:
-        self._bytes -= len(self._records.popleft())
-        self._head += 1
+    def _evict(self) -> None:
+        while self._low:
+            number = self._low.popleft()
+            if number in self._records:  # not already sent or dropped
+                self._bytes -= len(self._records.pop(number))
+                return
+        self._bytes -= len(self._records.popitem(last=False)[1])
 
     def read_batch(self, max_bytes: int = 256 * 1024) -> tuple[list[bytes], Token]:
         batch: list[bytes] = []
+        self._batch = []
         size = 0
-        for record in self._records:
+        for number, record in self._records.items():
             if batch and size + len(record) > max_bytes:
                 break
             batch.append(record)
+            self._batch.append(number)
             size += len(record)
-        return batch, (self._head, len(batch))
+        return batch, self._token(len(batch))
+
+    def _token(self, count: int) -> Token:
+        """(first number, number after the last) of the first ``count`` of the batch."""
+        if not count:
+            return self._next, self._next
+        return self._batch[0], self._batch[count - 1] + 1
 
     def commit(self, token: Token) -> None:
         """Remove the batch's records that are still here (the bound may have dropped
         some of them while the batch was on its way)."""
-        start, count = token
-        while self._records and self._head < start + count:
-            self._pop()
+        _, end = token
+        while self._records:
+            number = next(iter(self._records))
+            if number >= end:
+                break
+            self._bytes -= len(self._records.popitem(last=False)[1])
 
     def token_after(self, records: list[bytes], token: Token) -> Token:
-        return token[0], len(records)
+        return self._token(len(records))
 
     @property
     def empty(self) -> bool:

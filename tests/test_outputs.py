@@ -15,7 +15,7 @@ import pytest
 
 from config.outputs import FileOutput, SyslogOutput
 from core.redact import Scrubber
-from events.ecs import daemon_event
+from events.ecs import daemon_event, heartbeat_event
 from events.formats import Rfc5424
 from events.log import Pipeline
 from events.outputs import Output, build_one
@@ -320,6 +320,36 @@ async def test_a_bad_collector_never_blocks_the_caller(
     await collector.stop()
 
 
+async def test_memory_queue_keeps_check_events_through_a_flood_of_diagnostics(
+    pipeline: Pipeline, outputs: list[Output]
+) -> None:
+    """No spool_dir, the collector down, a flood of diagnostics (refused heartbeats):
+    the events that matter all reach the collector once it mends, in order."""
+    collector = Collector("reset")
+    await collector.start()
+    output = build_one("siem", syslog(collector.port, queue_events=50))
+    outputs.append(output)
+    await output.start()
+    route(pipeline, output)
+    for n in range(1000):
+        if n % 50 == 0:
+            pipeline.emit(event(n))
+        else:
+            pipeline.emit(heartbeat_event("callback", f"refused {n}", peer="127.0.0.1"))
+    await until(lambda: output.counts["dropped"] > 0)
+    collector.behaviour = "read"
+    await until(lambda: b'"checks":950' in collector.received, within=10)
+    records, _ = frame_records(collector.received)
+    numbers = [
+        json.loads(r.split(b"\xef\xbb\xbf", 1)[1])["hotline_probe"]["checks"]
+        for r in records
+        if b"daemon-reload" in r
+    ]
+    assert numbers == list(range(0, 1000, 50))
+    assert output.counts["dropped"] >= 1000 - 50 - 20
+    await collector.stop()
+
+
 async def test_hundred_kilobytes_of_text_are_cut_and_framing_stays_valid(
     pipeline: Pipeline, outputs: list[Output], captured: list[dict[str, Any]]
 ) -> None:
@@ -408,6 +438,49 @@ def test_memory_spool_commit_after_its_bound_dropped_records() -> None:
     rest, _ = spool.read_batch()
     assert rest == [record(f"m{n}") for n in range(5, 8)]
     assert spool.dropped == 3
+
+
+def test_full_memory_spool_drops_diagnostics_before_check_events() -> None:
+    """Without spool_dir a flood of diagnostics (refused heartbeats) while the collector
+    is down pushes out diagnostics, not check events: those all stay, in order, and
+    every loss is counted; with no diagnostic left, the oldest go."""
+    from events.spool import MemorySpool
+
+    spool = MemorySpool(max_records=100, low=lambda r: b" diag " in r)
+    checks = []
+    for n in range(2000):
+        if n % 40 == 0:
+            checks.append(record(f"x check {n:05d}"))
+            spool.append(checks[-1])
+        else:
+            spool.append(record(f"x diag {n:05d}"))
+    kept, token = spool.read_batch(max_bytes=1_000_000)
+    assert len(kept) == 100
+    assert [r for r in kept if b" check " in r] == checks
+    assert kept == sorted(kept, key=lambda r: r.split()[3])  # the order of arrival
+    assert spool.dropped == 1900
+    spool.commit(token)
+    for n in range(120):  # only check events now: the oldest of them go
+        spool.append(record(f"x check {n:05d}b"))
+    rest, _ = spool.read_batch(max_bytes=1_000_000)
+    assert rest[0] == record("x check 00020b") and len(rest) == 100
+
+
+def test_memory_spool_partial_commit_keeps_what_was_not_sent() -> None:
+    """A batch half taken by the collector, while the bound dropped a diagnostic of
+    that batch meanwhile: the commit removes what was sent and no unsent record."""
+    from events.spool import MemorySpool
+
+    spool = MemorySpool(max_records=4, low=lambda r: b" diag " in r)
+    for text in ("a check", "b diag ", "c check", "d check"):
+        spool.append(record(text))
+    batch, token = spool.read_batch()
+    assert len(batch) == 4
+    spool.append(record("e check"))  # full: the diagnostic of the batch goes
+    assert spool.dropped == 1
+    spool.commit(spool.token_after(batch[:2], token))  # a and b reached the collector
+    rest, _ = spool.read_batch()
+    assert rest == [record("c check"), record("d check"), record("e check")]
 
 
 def test_secrets_are_masked_before_cef_and_sd_escaping() -> None:

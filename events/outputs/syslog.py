@@ -64,7 +64,7 @@ class SyslogSink(Output):
         self._queue: deque[bytes] = deque()
         self._queue_bytes = 0
         self._retry: list[bytes] = []
-        self._overflow = MemorySpool(config.queue_events, _QUEUE_BYTES)
+        self._overflow = MemorySpool(config.queue_events, _QUEUE_BYTES, low=is_diagnostic)
         self._disk: DiskSpool | None = None
         self._startup_problem: str | None = None
         self._open_disk()
@@ -131,7 +131,8 @@ class SyslogSink(Output):
             self.dropped(
                 self._overflow.dropped - before,
                 f"more events wait in memory for {self.target} than it may hold "
-                f"({self.config.queue_events}): the oldest were dropped",
+                f"({self.config.queue_events}): diagnostics were dropped first, then the oldest "
+                "events",
             )
 
     def _send_datagram(self, frame: bytes) -> None:
