@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import ipaddress
+import re
 import socket
 from typing import Any
 
@@ -35,10 +36,10 @@ import dns.reversename
 import dns.rrset
 
 from config.dns_records import expected, key, shown
-from config.kinds.dns import DnsCheck, DnsNode, DnsQuery
+from config.kinds.dns import DnsCheck, DnsExpect, DnsNode, DnsQuery, SectionRules
 from core.errors import ErrorType, ProbeFailure
 from probes.base import Observation, ProbeContext, attempt_marks
-from probes.net import os_failure, resolve
+from probes.net import os_failure, printable, resolve
 
 # The EDNS buffer size DNS Flag Day 2020 settled on: large enough for most answers,
 # small enough not to be fragmented. A larger answer comes back truncated and is asked
@@ -265,6 +266,7 @@ def _judge(
     if rcode != expect.rcode:
         raise fail(ErrorType.DNS, f"{rcode} for {asked}, expected {expect.rcode}")
     if expect.rcode != "NOERROR":
+        _judge_sections(expect, response, details)
         return
     if not records and expect.values != []:
         via = f" (CNAME to {chain[-1]})" if chain else ""
@@ -288,7 +290,66 @@ def _judge(
     for text in _expected(check, expect.contains):
         if key(type_text, text) not in got:
             raise fail(ErrorType.ASSERTION, f"{asked} answers do not include {text}")
+    _judge_sections(expect, response, details)
 
 
 def _expected(check: DnsCheck, values: list[str]) -> list[str]:
     return [expected(check.query.type, value) for value in values]
+
+
+def _judge_sections(
+    expect: DnsExpect, response: dns.message.Message, details: dict[str, Any]
+) -> None:
+    """``expect.answer``, ``authority`` and ``additional``: each section's records, one
+    zone-file line each, against its patterns."""
+    for name, rules, section in (
+        ("answer", expect.answer, response.answer),
+        ("authority", expect.authority, response.authority),
+        ("additional", expect.additional, response.additional),
+    ):
+        if rules is None:
+            continue
+        # dnspython keeps the EDNS OPT pseudo-record out of the additional section: only
+        # real records are judged.
+        records = [line for rrset in section for line in rrset.to_text().splitlines()]
+        problem = _broken_rule(rules, records)
+        if problem is not None:
+            raise ProbeFailure(ErrorType.ASSERTION, f"{name} section, {problem}", details=details)
+
+
+def _broken_rule(rules: SectionRules, records: list[str]) -> str | None:
+    """The first rule the records break, with the pattern and the record that shows it."""
+
+    def rule(name: str, pattern: re.Pattern[str]) -> str:
+        return f"{name} /{pattern.pattern}/: "
+
+    for pattern in rules.some:
+        if not any(pattern.search(record) for record in records):
+            return rule("some", pattern) + _none_or_all("no record matches", records)
+    for pattern in rules.every:
+        if not records:
+            return rule("every", pattern) + "the section is empty"
+        misfit = next((record for record in records if not pattern.search(record)), None)
+        if misfit is not None:
+            return rule("every", pattern) + f"not matched by {_short(misfit)}"
+    for pattern in rules.none:
+        hit = next((record for record in records if pattern.search(record)), None)
+        if hit is not None:
+            return rule("none", pattern) + f"matched by {_short(hit)}"
+    for pattern in rules.not_every:
+        if all(pattern.search(record) for record in records):
+            return rule("not_every", pattern) + _none_or_all("every record matches", records)
+    return None
+
+
+def _none_or_all(what: str, records: list[str]) -> str:
+    """A rule broken by the section as a whole: how many records, and the first."""
+    if not records:
+        return "the section is empty"
+    count = f"{len(records)} record{'s' if len(records) > 1 else ''}"
+    return f"{what} ({count}, the first: {_short(records[0])})"
+
+
+def _short(record: str) -> str:
+    # A TXT record can run to kilobytes; a message is one line in a log or an alert.
+    return printable(record.encode(), limit=100)

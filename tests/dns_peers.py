@@ -39,6 +39,21 @@ RECORDS = [
     f"--srv-host=_sip._tcp.{ZONE},app.{ZONE},5060,1,2",
 ]
 
+SOA = f"ns1.{ZONE}. hostmaster.{ZONE}. 2024010101 3600 600 86400 300"
+"""The zone's SOA when dnsmasq serves it authoritatively, as dnspython writes its data."""
+
+
+def authoritative(host: str) -> list[str]:
+    """dnsmasq's options to serve the zone as its primary server at ``host``: answers
+    carry the zone's NS records in authority, and NXDOMAIN or an empty answer its SOA."""
+    return [
+        f"--auth-server=ns1.{ZONE},{host}",
+        f"--auth-zone={ZONE}",
+        f"--auth-soa=2024010101,hostmaster.{ZONE},3600,600,86400",
+        f"--auth-sec-servers=ns2.{ZONE}",
+        "--auth-ttl=300",
+    ]
+
 
 def free_udp_and_tcp_port(host: str = "127.0.0.1") -> int:
     """A port free for both UDP and TCP on ``host`` (dnsmasq serves both)."""
@@ -65,9 +80,12 @@ class Dnsmasq:
 
 
 @contextlib.contextmanager
-def dnsmasq(host: str = "127.0.0.1", port: int | None = None) -> Iterator[Dnsmasq]:
+def dnsmasq(
+    host: str = "127.0.0.1", port: int | None = None, *, auth: bool = False
+) -> Iterator[Dnsmasq]:
     """dnsmasq in the foreground on ``host``, answering only for hotline.test (NXDOMAIN
-    for other names there, REFUSED elsewhere: it has no upstream)."""
+    for other names there, REFUSED elsewhere: it has no upstream); with ``auth``, as the
+    zone's authoritative server."""
     for _ in range(3):  # a free port can be taken between the check and the bind
         chosen = port or free_udp_and_tcp_port(host)
         proc = subprocess.Popen(
@@ -85,6 +103,7 @@ def dnsmasq(host: str = "127.0.0.1", port: int | None = None) -> Iterator[Dnsmas
                 f"--local=/{ZONE}/",
                 "--local-ttl=300",
                 *RECORDS,
+                *(authoritative(host) if auth else []),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -160,17 +179,28 @@ async def fault_server(
 
 
 def reply_with(
-    rcode: dns.rcode.Rcode | None = None, *, answer: Sequence[str] = (), flags: int = 0
+    rcode: dns.rcode.Rcode | None = None,
+    *,
+    answer: Sequence[str] = (),
+    authority: Sequence[str] = (),
+    additional: Sequence[str] = (),
+    flags: int = 0,
 ) -> Answer:
-    """A well-formed reply: ``rcode``, answer records as zone lines, extra header flags."""
+    """A well-formed reply: ``rcode``, records of each section as zone lines, extra
+    header flags."""
 
     def make(query: dns.message.Message, wire: bytes) -> bytes:
         response = dns.message.make_response(query)
         if rcode is not None:
             response.set_rcode(rcode)
-        for line in answer:
-            name, ttl, _, rdtype, value = line.split(maxsplit=4)
-            response.answer.append(dns.rrset.from_text(name, int(ttl), "IN", rdtype, value))
+        for section, lines in (
+            (response.answer, answer),
+            (response.authority, authority),
+            (response.additional, additional),
+        ):
+            for line in lines:
+                name, ttl, _, rdtype, value = line.split(maxsplit=4)
+                section.append(dns.rrset.from_text(name, int(ttl), "IN", rdtype, value))
         response.flags |= flags
         return response.to_wire()
 

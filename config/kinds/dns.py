@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field, model_validator
@@ -10,7 +11,7 @@ from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 from config.checks import CheckBase, Node
 from config.common import ADDRESS, Model, split_address
 from config.dns_records import RecordType
-from config.fields import PositiveDuration, upper
+from config.fields import PositiveDuration, TextPattern, upper
 from config.registry import KINDS
 
 DNS_PORT = 53
@@ -85,6 +86,56 @@ class DnsQuery(Model):
         return self
 
 
+# A tab written as itself or as the escape \t (an odd number of backslashes before t).
+_TAB = re.compile(r"\t|(?<!\\)(?:\\\\)*\\t")
+
+
+def _no_tab(pattern: re.Pattern[str]) -> re.Pattern[str]:
+    # Records are matched in dnspython's text form, fields separated by one space, and a
+    # tab inside TXT data written as \009: a tab never occurs. Patterns copied from
+    # blackbox_exporter (whose records are tab-separated) would never match, and a `none:`
+    # rule holding one would pass for ever.
+    if _TAB.search(pattern.pattern):
+        shown = pattern.pattern.replace("\t", "\\t")
+        raise ValueError(
+            f"/{shown}/ looks for a tab, which a record never holds: its fields are "
+            "separated by one space (blackbox_exporter's by tabs); write a space or \\s"
+        )
+    return pattern
+
+
+RecordPattern = Annotated[TextPattern, AfterValidator(_no_tab)]
+RecordPatterns = Annotated[list[RecordPattern], BeforeValidator(_as_list)]
+
+
+class SectionRules(Model):
+    """Regular expressions over the records of one section of the answer, each record
+    in its zone-file line (``app.example.invalid. 300 IN A 127.0.0.1``). Every pattern
+    is a rule of its own; a list asks for all of them."""
+
+    some: RecordPatterns = Field(default_factory=list)
+    """At least one record matches each pattern (an empty section fails)."""
+    every: RecordPatterns = Field(default_factory=list)
+    """Every record matches each pattern (an empty section fails)."""
+    none: RecordPatterns = Field(default_factory=list)
+    """No record matches any pattern (an empty section passes)."""
+    not_every: RecordPatterns = Field(default_factory=list)
+    """At least one record does not match each pattern (an empty section fails)."""
+
+
+def _rules_by_name(value: Any) -> Any:
+    # A bare list is the likely slip; pydantic alone would answer with a class name.
+    if isinstance(value, str | list):
+        raise ValueError(
+            "write the patterns under a rule: some, every, none or not_every, "
+            "e.g. {some: [' IN SOA ']}"
+        )
+    return value
+
+
+Section = Annotated[SectionRules | None, BeforeValidator(_rules_by_name)]
+
+
 class DnsExpect(Model):
     rcode: Annotated[Rcode, BeforeValidator(upper)] = "NOERROR"
     values: list[str] | None = None
@@ -92,6 +143,12 @@ class DnsExpect(Model):
     contains: Annotated[list[str], BeforeValidator(_as_list)] = Field(default_factory=list)
     """Records of the query's type that must be among the answers (others may be too)."""
     max_latency: PositiveDuration | None = None
+    # Judged with any rcode, unlike values and contains: an error answer has no records
+    # of the type, but NXDOMAIN carries the zone's SOA in authority, and the CNAME that
+    # led to the missing name in answer.
+    answer: Section = None
+    authority: Section = None
+    additional: Section = None
 
 
 @KINDS.register(probe="probes.dns")
