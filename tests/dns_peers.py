@@ -45,7 +45,9 @@ SOA = f"ns1.{ZONE}. hostmaster.{ZONE}. 2024010101 3600 600 86400 300"
 
 def authoritative(host: str) -> list[str]:
     """dnsmasq's options to serve the zone as its primary server at ``host``: answers
-    carry the zone's NS records in authority, and NXDOMAIN or an empty answer its SOA."""
+    carry the zone's NS records in authority, and NXDOMAIN or an empty answer its SOA.
+    dnsmasq answers so only at an address an interface holds (127.0.0.1, not the rest
+    of 127/8), and sends no glue in additional."""
     return [
         f"--auth-server=ns1.{ZONE},{host}",
         f"--auth-zone={ZONE}",
