@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import unquote, urlsplit
 
 from pydantic import (
@@ -18,6 +18,7 @@ from config.checks import CheckBase, Node
 from config.common import Model
 from config.duration import Duration
 from config.fields import (
+    HeaderName,
     Headers,
     HidesUrl,
     HttpUrl,
@@ -39,16 +40,77 @@ class HttpNode(HidesUrl, Node):
     url: HttpUrl
 
 
+_SPOKEN_VERSIONS = ("1.0", "1.1")
+
+
+def _http_version(value: Any) -> Any:
+    # YAML reads an unquoted 1.1 as a number, and blackbox_exporter writes "HTTP/1.1":
+    # both mean the string "1.1" here.
+    if isinstance(value, float | int) and not isinstance(value, bool):
+        value = str(value)
+    if isinstance(value, str):
+        value = value.strip().removeprefix("HTTP/").removeprefix("http/")
+        if value not in _SPOKEN_VERSIONS:
+            # Neither client offers HTTP/2 (no ALPN h2, no upgrade): an answer in any
+            # other version than 1.x never comes, so the expectation could never hold.
+            raise ValueError(
+                f"HTTP version {value!r} is never spoken by the probe, which asks in "
+                "HTTP/1.1 (accepted: 1.0, 1.1)"
+            )
+    return value
+
+
+HttpVersion = Annotated[Literal["1.0", "1.1"], BeforeValidator(_http_version)]
+
+HeaderPatterns = dict[HeaderName, TextPattern]
+"""Response header name (any case) -> a regular expression searched in its value."""
+
+
+def _one_name_once(patterns: HeaderPatterns) -> HeaderPatterns:
+    # Header names are case-insensitive: Content-Type and content-type are one header,
+    # and two patterns for it in one mapping is a slip, not two conditions.
+    seen: dict[str, str] = {}
+    for name in patterns:
+        if name.lower() in seen:
+            raise ValueError(
+                f"header {name} is named twice ({seen[name.lower()]} and {name}): header "
+                "names are case-insensitive"
+            )
+        seen[name.lower()] = name
+    return patterns
+
+
 class HttpExpect(Model):
     status: list[Annotated[int, Field(ge=100, le=599)]] = Field(default_factory=list)
     """Accepted status codes; empty means any 2xx."""
     body_contains: str | None = None
     body_regex: TextPattern | None = None
+    body_not_regex: TextPattern | None = None
+    """A pattern the (decompressed) body must not match anywhere."""
     json_fields: dict[str, JsonScalar] = Field(default_factory=dict, alias="json")
     """Dotted paths into a JSON body and the value each must equal (``data.state: ok``)."""
     max_latency: Duration | None = None
+    headers: Annotated[HeaderPatterns, AfterValidator(_one_name_once)] = Field(default_factory=dict)
+    """Each header must be present, and one of its values (a header may come several
+    times) must match the pattern; ``""`` asks for presence alone."""
+    headers_not: Annotated[HeaderPatterns, AfterValidator(_one_name_once)] = Field(
+        default_factory=dict
+    )
+    """No value of each header may match the pattern; a header that is absent passes
+    (``""`` asks for its absence)."""
+    tls: bool | None = None
+    """Whether the final answer, after any redirects, must (true) or must not (false)
+    have come over TLS; unset, it is not judged."""
+    http_version: list[HttpVersion] = Field(default_factory=list)
+    """Accepted versions of the answer's status line; empty means any."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    @property
+    def judges_headers(self) -> bool:
+        """Whether the transports must hand back the answer's headers (a cost the plain
+        client spares every other check)."""
+        return bool(self.headers or self.headers_not)
 
 
 def _check_proxy_url(url: str) -> str:
@@ -153,6 +215,23 @@ class HttpCheckBase(CheckBase):
                 f"node {with_userinfo[0]!r} has credentials in its url and the check sets an "
                 "Authorization header; use one or the other"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _tls_can_hold(self) -> HttpCheckBase:
+        # Without redirects the scheme of the node's URL decides expect.tls: a check
+        # that could never pass is a slip to catch at load time.
+        wanted = self.expect.tls
+        if wanted is None or self.follow_redirects:
+            return self
+        for node in self.nodes:
+            https = urlsplit(node.url).scheme == "https"
+            if https != wanted:
+                scheme = "https" if https else "http"
+                raise ValueError(
+                    f"expect.tls: {str(wanted).lower()} can never hold for node "
+                    f"{node.name!r}: its url is {scheme}:// and follow_redirects is off"
+                )
         return self
 
     @model_validator(mode="after")

@@ -6,18 +6,17 @@ HTTP/1.1 exchange parsed by httptools, at a quarter of aiohttp's CPU per request
 forward proxy, redirects and HEAD go through aiohttp (aiohttp_client.py), and so does
 every request of a check that says ``client: aiohttp`` (a server the plain client reads
 differently). Both send the same headers and hand back the same Answer, which is judged
-here, so a check reads the same whichever carried it.
+in expect.py, so a check reads the same whichever carried it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
-from config.kinds.http import HttpCheckBase, HttpExpect, HttpNode
-from core.errors import ErrorType, ProbeFailure
+from config.kinds.http import HttpCheckBase, HttpNode
 from probes.base import Observation, ProbeContext, attempt_marks
-from probes.http.common import json_document, lookup, short, user_agent
+from probes.http.common import user_agent
+from probes.http.expect import judge
 from probes.http.plain import PlainTransport, suits
 from probes.http.transport import Transport
 from probes.signing import signature_headers
@@ -50,7 +49,7 @@ async def probe(check: HttpCheckBase, node: HttpNode, ctx: ProbeContext) -> Obse
             reason = answer.reason
             answered = (f" ({reason})" if reason else "") + f" through proxy {proxy.address}"
     elapsed = marks["end"] - marks["start"]
-    _judge(check.expect, answer.status, answer.body, elapsed, details, answered)
+    judge(check.expect, answer, elapsed, details, answered)
     return Observation(details=details, warnings=answer.warnings)
 
 
@@ -92,44 +91,3 @@ def _headers(check: HttpCheckBase, node: HttpNode, ctx: ProbeContext) -> dict[st
             nonce=ctx.nonce(),
         )
     return headers
-
-
-def _judge(
-    expect: HttpExpect,
-    status: int,
-    body: bytes,
-    elapsed: float,
-    details: dict[str, Any],
-    answered: str = "",
-) -> None:
-    """``answered`` follows the status in a status failure (its reason, and the proxy)."""
-
-    def fail(kind: ErrorType, message: str) -> ProbeFailure:
-        return ProbeFailure(kind, message, details=details)
-
-    if expect.status and status not in expect.status:
-        wanted = ", ".join(map(str, expect.status))
-        raise fail(ErrorType.HTTP_STATUS, f"status {status}{answered}, expected {wanted}")
-    if not expect.status and not 200 <= status < 300:
-        raise fail(ErrorType.HTTP_STATUS, f"status {status}{answered}, expected 2xx")
-    if expect.max_latency is not None and elapsed > expect.max_latency:
-        raise fail(
-            ErrorType.LATENCY,
-            f"answered in {elapsed * 1000:.0f} ms, limit {expect.max_latency * 1000:.0f} ms",
-        )
-    text = body.decode("utf-8", errors="replace")
-    if expect.body_contains is not None and expect.body_contains not in text:
-        raise fail(ErrorType.ASSERTION, f"body does not contain {expect.body_contains!r}")
-    if expect.body_regex is not None and not expect.body_regex.search(text):
-        raise fail(ErrorType.ASSERTION, f"body does not match /{expect.body_regex.pattern}/")
-    if expect.json_fields:
-        document = json_document(text, details)
-        for path, wanted_value in expect.json_fields.items():
-            found, value = lookup(document, path)
-            if not found:
-                raise fail(ErrorType.ASSERTION, f"JSON field {path} is missing")
-            if value != wanted_value:
-                raise fail(
-                    ErrorType.ASSERTION,
-                    f"JSON field {path} is {short(value)}, expected {short(wanted_value)}",
-                )

@@ -109,6 +109,13 @@ async def _exchange(
             )
             body = await read_body(response, check.max_body_bytes)
             marks["end"] = ctx.clock.monotonic()
+            # Around a value, spaces and tabs are not part of it (RFC 9110 5.5), though
+            # aiohttp keeps those at its end: the plain client strips them too.
+            answer_headers = (
+                tuple((k.lower(), v.strip(" \t")) for k, v in response.headers.items())
+                if check.expect.judges_headers
+                else ()
+            )
     except ProbeFailure:
         raise
     except (aiohttp.ClientError, ssl.SSLError) as exc:
@@ -125,6 +132,10 @@ async def _exchange(
         body=body,
         details=details,
         warnings=warnings,
+        # The final URL's scheme: aiohttp speaks TLS to every https:// one and to no
+        # http:// one, proxy or not (CONNECT carries TLS end to end).
+        tls=response.url.scheme == "https",
+        headers=answer_headers,
     )
 
 

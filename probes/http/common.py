@@ -28,6 +28,17 @@ class Answer:
     body: bytes
     details: dict[str, Any] = field(default_factory=dict)  # the certificate's, over TLS
     warnings: tuple[str, ...] = ()
+    tls: bool = False
+    """Whether the final answer (after any redirects) came over TLS."""
+    headers: tuple[tuple[str, str], ...] = ()
+    """The final answer's header lines in order, each (lower-case name, value); a name
+    comes as often as the server sent it. Only for a check whose ``expect`` judges
+    headers (HttpExpect.judges_headers): the plain client spares the others the cost."""
+
+    def header_values(self, name: str) -> list[str]:
+        """Every value of header ``name`` (any case), in the order they came."""
+        folded = name.lower()
+        return [value for header, value in self.headers if header == folded]
 
 
 class CappedBody:

@@ -176,7 +176,14 @@ class PlainTransport:
         request = self._request_for(check, node, target, headers)
         addresses = target.literal or await resolve(target.host, target.port, ctx)
         loop = asyncio.get_running_loop()
-        reader = _Reader(loop, ctx.clock, marks, check.max_body_bytes, target.where)
+        reader = _Reader(
+            loop,
+            ctx.clock,
+            marks,
+            check.max_body_bytes,
+            target.where,
+            keep_headers=check.expect.judges_headers,
+        )
 
         def connect(family: int, address: str) -> Awaitable[tuple[asyncio.Transport, Any]]:
             return loop.create_connection(lambda: reader, address, target.port, family=family)
@@ -224,6 +231,8 @@ class _Reader(asyncio.Protocol):
         marks: dict[str, float],
         limit: int,
         where: str,
+        *,
+        keep_headers: bool = False,
     ) -> None:
         self.answer: asyncio.Future[Answer] = loop.create_future()
         self._parser = httptools.HttpResponseParser(self)
@@ -243,6 +252,7 @@ class _Reader(asyncio.Protocol):
         self._where = where
         self._framing = 0  # bytes fed that were not body: status lines, headers, chunking
         self._raised: BaseException | None = None  # by a callback, kept by _kept
+        self._keep_headers = keep_headers
         self._reset_message()
 
     def _reset_message(self) -> None:
@@ -255,6 +265,9 @@ class _Reader(asyncio.Protocol):
         self._encoding: str | None = None
         self._body: CappedBody | None = None
         self._received = 0
+        # (lower-case name, value) as they came, when the check judges them; None
+        # otherwise, so that the common check pays nothing for it.
+        self._headers: list[tuple[bytes, bytes]] | None = [] if self._keep_headers else None
 
     # -- asyncio.Protocol ----------------------------------------------------------
 
@@ -335,6 +348,8 @@ class _Reader(asyncio.Protocol):
             self._chunked = value.rsplit(b",", 1)[-1].strip().lower() == b"chunked"
         elif lowered == b"content-encoding":
             self._encoding = value.decode("latin-1")
+        if self._headers is not None and not self._headers_done:  # trailers are not kept
+            self._headers.append((lowered, value))
 
     @_kept
     def on_headers_complete(self) -> None:
@@ -376,6 +391,7 @@ class _Reader(asyncio.Protocol):
                 reason=b"".join(self._reason).decode("latin-1"),
                 version=self._parser.get_http_version(),
                 body=body,
+                headers=_decoded(self._headers) if self._headers else (),
             )
         )
 
@@ -385,6 +401,18 @@ class _Reader(asyncio.Protocol):
     def _settle_exception(self, exc: BaseException) -> None:
         if not self.answer.done():
             self.answer.set_exception(exc)
+
+
+def _decoded(headers: list[tuple[bytes, bytes]]) -> tuple[tuple[str, str], ...]:
+    # As aiohttp's parser decodes them, so that a pattern reads both clients' alike; the
+    # spaces and tabs around a value are not part of it (RFC 9110 5.5).
+    return tuple(
+        (
+            name.decode("utf-8", "surrogateescape"),
+            value.strip(b" \t").decode("utf-8", "surrogateescape"),
+        )
+        for name, value in headers
+    )
 
 
 def _is_reset(exc: BaseException) -> bool:
