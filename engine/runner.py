@@ -21,6 +21,7 @@ from core.result import Attempt, CheckResult, NodeResult, NodeStatus, Status
 from probes import PROBES
 from probes.base import (
     PROXY_PHASES,
+    Marks,
     Observation,
     Probe,
     ProbeContext,
@@ -149,7 +150,7 @@ async def _attempt(
 ) -> tuple[Attempt, Observation | None]:
     clock = ctx.clock
     started = clock.monotonic()
-    marks: dict[str, float] = {}
+    marks = Marks()
     try:
         with recording(marks):
             async with asyncio.timeout(budget):

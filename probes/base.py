@@ -43,14 +43,23 @@ class Observation:
 
 # --- phase marks ---------------------------------------------------------------------
 
+
+class Marks(dict[str, float]):
+    """One attempt's phase boundaries (mark name -> monotonic seconds).
+
+    ``waiting_for`` is for a probe that speaks in steps the user wrote (a tcp dialogue):
+    a timeout then names the step ("dialogue[3] (a line matching /^250 /)"), which says
+    more than the span's generic "the rest of the answer"."""
+
+    waiting_for: str | None = None
+
+
 # The boundaries of the running attempt's phases: the probe marks them, the runner reads
 # them, also when the attempt is cut by its timeout. That is how a hang is placed: in
 # the name lookup it is a dns failure; elsewhere "during connect" says more than
 # "no answer". One dict per attempt, reached through a context variable because aiohttp's
 # tracing hooks and the probe share the attempt's task, not its arguments.
-_attempt_marks: ContextVar[dict[str, float] | None] = ContextVar(
-    "hotline_probe_attempt_marks", default=None
-)
+_attempt_marks: ContextVar[Marks | None] = ContextVar("hotline_probe_attempt_marks", default=None)
 
 # (phase, start mark, end mark, what it waits for): blackbox_exporter's phase names.
 SPANS = (
@@ -67,14 +76,14 @@ SPANS = (
 )
 
 
-def attempt_marks() -> dict[str, float]:
-    """The current attempt's marks (a fresh dict outside an attempt, as in unit tests)."""
+def attempt_marks() -> Marks:
+    """The current attempt's marks (fresh ones outside an attempt, as in unit tests)."""
     marks = _attempt_marks.get()
-    return marks if marks is not None else {}
+    return marks if marks is not None else Marks()
 
 
 @contextlib.contextmanager
-def recording(marks: dict[str, float]) -> Iterator[None]:
+def recording(marks: Marks) -> Iterator[None]:
     token = _attempt_marks.set(marks)
     try:
         yield
@@ -91,10 +100,12 @@ def phases_from(marks: Mapping[str, float]) -> dict[str, float]:
 
 
 def unfinished(marks: Mapping[str, float]) -> tuple[str, str] | None:
-    """The phase that was running when the attempt ended: (name, what it waited for)."""
+    """The phase that was running when the attempt ended: (name, what it waited for),
+    in the probe's own words when it gave them (``Marks.waiting_for``)."""
+    told = marks.waiting_for if isinstance(marks, Marks) else None
     for name, start, end, waiting_for in reversed(SPANS):
         if start in marks and end not in marks:
-            return name, waiting_for
+            return name, told or waiting_for
     return None
 
 
