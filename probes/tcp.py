@@ -1,5 +1,6 @@
 """``kind: tcp``: connect, optionally send bytes and match the reply (a middleware banner),
-or speak a protocol preset (``protocol: mysql``, see probes/tcp_protocols/)."""
+speak a protocol preset (``protocol: mysql``, see probes/tcp_protocols/) or hold the
+check's own dialogue (probes/tcp_dialogue.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import ssl
 from config.checks import AddressNode
 from config.kinds.tcp import TcpCheck
 from core.errors import ErrorType, ProbeFailure
+from probes import tcp_dialogue
 from probes.base import Observation, ProbeContext, attempt_marks
 from probes.net import close, open_stream, os_failure, printable
 from probes.tcp_protocols import CONVERSATIONS, Wire
@@ -21,6 +23,8 @@ async def probe(check: TcpCheck, node: AddressNode, ctx: ProbeContext) -> Observ
     try:
         if check.protocol is not None:
             return await _converse(check, node, ctx, reader, writer)
+        if check.dialogue is not None:
+            return await tcp_dialogue.talk(check, node, ctx, reader, writer)
         return await _raw(check, ctx, reader, writer)
     except ssl.SSLError as exc:  # over a connection a preset upgraded (postgres)
         raise ssl_failure(exc, what="TLS failed during the exchange") from None

@@ -499,12 +499,13 @@ async def test_postgres_tls_error_after_the_handshake_is_tls(
 
 @pytest.mark.parametrize("protocol", [p for p in get_args(TcpProtocol) if p != "postgres"])
 def test_tls_block_is_refused_where_no_tls_is_spoken(protocol: str) -> None:
-    """Only postgres upgrades to TLS; elsewhere a tls: block would verify nothing."""
+    """Only postgres (and a dialogue with starttls) upgrade to TLS; elsewhere a tls: block
+    would verify nothing."""
     from config.load import ConfigError
 
     with pytest.raises(ConfigError, match=f"protocol: {protocol} makes no TLS connection"):
         tcp_check(protocol, "db.invalid:1", tls="{verify: false}")
-    with pytest.raises(ConfigError, match="a tcp check without one makes no TLS connection"):
+    with pytest.raises(ConfigError, match="a tcp check without either makes no TLS connection"):
         parse_config(
             "checks:\n  - {name: c, kind: tcp, tls: {verify: false}, "
             "nodes: [{name: n, address: 'db.invalid:1'}]}\n"
