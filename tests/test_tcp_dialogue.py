@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import trustme
+import yaml
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from config.kinds.tcp import TcpCheck
@@ -27,6 +28,7 @@ from engine.runner import run_check
 from probes.base import ProbeContext
 
 MAIL_HOST = "mail.hotline.invalid"
+ROOT = Path(__file__).resolve().parent.parent
 
 # The SMTP STARTTLS recipe of the README, as JSON (which is YAML): the greeting's host
 # name is captured and greeted back, TLS starts, and EHLO is said again over it.
@@ -185,6 +187,22 @@ async def test_starttls_is_up_with_the_certificate(
     assert attempt.details["reply"] == "250 HELP"
     assert "tls" in attempt.phases
     assert [secure for _, secure in recorder.ehlo] == [False, True]
+
+
+async def test_the_documented_recipe_checks_starttls(
+    ctx: ProbeContext, ca: trustme.CA, ca_file: Path
+) -> None:
+    """The SMTP STARTTLS recipe of docs/kinds/tcp-protocols.md, as written there, greets
+    a real server with its own name, then again over TLS, and is up."""
+    text = (ROOT / "docs" / "kinds" / "tcp-protocols.md").read_text()
+    block = text.split("## SMTP STARTTLS")[1].split("```yaml\n")[1].split("```")[0]
+    (documented,) = yaml.safe_load(block)
+    recorder = Recorder()
+    async with smtp_server(server_tls(ca, 90), recorder) as address:
+        tls = {**documented["tls"], "ca_file": str(ca_file)}
+        result = await run_check(dialogue_check(address, documented["dialogue"], tls=tls), ctx)
+    assert only_attempt(result).error is None, only_attempt(result).error
+    assert recorder.ehlo == [(MAIL_HOST, False), ("hotline-probe", True)]
 
 
 async def test_certificate_inside_crit_days_is_down(
