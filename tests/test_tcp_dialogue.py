@@ -189,13 +189,17 @@ async def test_starttls_is_up_with_the_certificate(
     assert [secure for _, secure in recorder.ehlo] == [False, True]
 
 
+@pytest.mark.parametrize(
+    ("document", "section"),
+    [("docs/kinds/tcp-protocols.md", "## SMTP STARTTLS"), ("README.md", "### `dialogue:`")],
+)
 async def test_the_documented_recipe_checks_starttls(
-    ctx: ProbeContext, ca: trustme.CA, ca_file: Path
+    ctx: ProbeContext, ca: trustme.CA, ca_file: Path, document: str, section: str
 ) -> None:
-    """The SMTP STARTTLS recipe of docs/kinds/tcp-protocols.md, as written there, greets
-    a real server with its own name, then again over TLS, and is up."""
-    text = (ROOT / "docs" / "kinds" / "tcp-protocols.md").read_text()
-    block = text.split("## SMTP STARTTLS")[1].split("```yaml\n")[1].split("```")[0]
+    """The SMTP STARTTLS example of the README and of docs/kinds/tcp-protocols.md, as
+    written there, greets a real server with its own name, then again over TLS: up."""
+    text = (ROOT / document).read_text()
+    block = text.split(section)[1].split("```yaml\n")[1].split("```")[0]
     (documented,) = yaml.safe_load(block)
     recorder = Recorder()
     async with smtp_server(server_tls(ca, 90), recorder) as address:
